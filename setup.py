@@ -1,0 +1,44 @@
+"""relik_jax: ReLiK (retrieve, read and link) for entity linking and relation extraction in JAX/Flax."""
+
+from pathlib import Path
+
+from setuptools import find_packages, setup
+
+# Lower bounds are the versions the test suite was run with.
+INSTALL_REQUIRES = [
+    "jax>=0.10.2",
+    "flax>=0.12.8",
+    "optax>=0.2.8",
+    "orbax-checkpoint>=0.12.8",
+    "transformers>=5.23.0",
+    "tokenizers>=0.23.3",
+    "safetensors>=0.8.0",
+    "scann>=1.4.2",
+    "tensorflow-datasets>=4.9.10",
+    "importlib_resources>=7.1.0",
+    "array-record>=0.8.6",
+    "ml-collections>=1.1.0",
+    "numpy>=2.0",
+    "tqdm>=4.66",
+    "absl-py>=2.1",
+]
+
+EXTRAS = {
+    # torch is the reference implementation in parity tests; 2.13.0 is the CPU build (an unpinned
+    # torch pulls a multi-GB CUDA build).
+    "test": ["pytest>=8.0", "hypothesis>=6.100", "torch==2.13.0", "ruff>=0.17"],
+}
+
+setup(
+    name="relik_jax",
+    version="0.1.0",
+    description=__doc__,
+    long_description=Path("README.md").read_text(encoding="utf-8"),
+    long_description_content_type="text/markdown",
+    python_requires=">=3.10",
+    packages=find_packages(include=["relik_jax", "relik_jax.*"]),
+    package_data={"relik_jax": ["resources/*.txt", "resources/**/*"]},
+    install_requires=INSTALL_REQUIRES,
+    extras_require=EXTRAS,
+    license="Apache-2.0",
+)
