@@ -162,6 +162,22 @@ def run_worker(side: str, dtype: str, args) -> dict:
     return json.loads(Path(out).read_text())
 
 
+def markdown_table(rows: list[dict]) -> str:
+    def f(x, spec):
+        return format(x, spec) if x is not None else "–"
+
+    lines = [
+        "| shape | mode | dtype | relik_jax ms | PyTorch fp32 ms | ratio | PyTorch bf16 ms | vs bf16 |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for r in rows:
+        lines.append(
+            f"| {r['shape']} | {r['mode']} | {r['dtype']} | {f(r['jax_ms'], '.1f')} | {f(r['torch_ms'], '.1f')} | "
+            f"**{f(r['ratio'], '.2f')}** | {f(r.get('torch_bf16_ms'), '.1f')} | {f(r.get('ratio_vs_torch_bf16'), '.2f')} |"
+        )
+    return "\n".join(lines)
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--quick", action="store_true", help="3 shapes, 1 round: under two minutes")
@@ -169,10 +185,12 @@ def main(argv=None) -> int:
     p.add_argument("--modes", default="fwd,train")
     p.add_argument("--dtypes", default="fp32,bf16")
     p.add_argument("--rounds", type=int, default=3)
-    p.add_argument("--iters", type=int, default=5)
+    p.add_argument("--iters", type=int, default=10)
     p.add_argument("--train-iters", type=int, default=3)
     p.add_argument("--threads", type=int, default=os.cpu_count())
     p.add_argument("--json", help="write the rows to this file")
+    p.add_argument("--markdown", action="store_true", help="also print the table as Markdown")
+    p.add_argument("--from-json", help=argparse.SUPPRESS)
     p.add_argument("--worker", choices=("jax", "torch"), help=argparse.SUPPRESS)
     p.add_argument("--dtype", default="fp32", help=argparse.SUPPRESS)
     p.add_argument("--out", help=argparse.SUPPRESS)
@@ -183,6 +201,9 @@ def main(argv=None) -> int:
         Path(args.out).write_text(json.dumps(results))
         return 0
 
+    if args.from_json:  # re-render a saved run
+        print(markdown_table(json.loads(Path(args.from_json).read_text())))
+        return 0
     if args.quick:
         args.shapes, args.rounds, args.iters, args.train_iters = ",".join(QUICK_SHAPES), 1, 3, 2
     print(f"load average: {os.getloadavg()[0]:.2f}; threads: {args.threads}; rounds: {args.rounds}", flush=True)
@@ -229,6 +250,8 @@ def main(argv=None) -> int:
             f"{r['ratio'] or float('nan'):>6.2f} {t16 if t16 else float('nan'):>14.1f} {r.get('ratio_vs_torch_bf16') or float('nan'):>7.2f}"
         )
     print(f"load average at end: {os.getloadavg()[0]:.2f}; wall {time.time() - t0:.0f} s")
+    if args.markdown:
+        print(markdown_table(rows))
     if args.json:
         Path(args.json).write_text(json.dumps(rows, indent=2) + "\n")
     return 0
