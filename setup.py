@@ -20,6 +20,7 @@ INSTALL_REQUIRES = [
     "ml-collections>=1.1.0",
     "numpy>=2.0",
     "tqdm>=4.66",
+    "spacy>=3.8.18",
     "absl-py>=2.1",
 ]
 

@@ -158,17 +158,20 @@ def abstract_params(module: EncoderModule, length: int = 8) -> Params:
     return jax.eval_shape(module.init, jax.random.key(0), ids)["params"]
 
 
-def state_dict_to_params(state: Mapping[str, np.ndarray], target: Params, prefix: str = "") -> tuple[Params, list[str]]:
+def state_dict_to_params(
+    state: Mapping[str, np.ndarray], target: Params, prefix: str = "", name_fn=flax_path_to_hf
+) -> tuple[Params, list[str]]:
     """Fills `target`'s structure from `state`; returns params and the state keys not used.
 
-    Raises `CheckpointError` naming the missing keys or the first shape mismatch.
+    `name_fn` maps a Flax parameter path to its PyTorch name (prefixed by `prefix`). Raises
+    `CheckpointError` naming the missing keys or the first shape mismatch.
     """
     flat = flax.traverse_util.flatten_dict(nn.unbox(target))
     used: set[str] = set()
     out: dict[tuple[str, ...], np.ndarray] = {}
     missing = []
     for path, shape_dtype in flat.items():
-        name = flax_path_to_hf(path)
+        name = name_fn(path)
         key = next((prefix + n for n in _legacy_names(name) if prefix + n in state), None)
         if key is None:
             missing.append(prefix + name)
@@ -187,11 +190,11 @@ def state_dict_to_params(state: Mapping[str, np.ndarray], target: Params, prefix
     return flax.traverse_util.unflatten_dict(out), unused
 
 
-def params_to_state_dict(params: Params, prefix: str = "") -> dict[str, np.ndarray]:
-    """The PyTorch-layout state dict of an encoder's params."""
+def params_to_state_dict(params: Params, prefix: str = "", name_fn=flax_path_to_hf) -> dict[str, np.ndarray]:
+    """The PyTorch-layout state dict of a param tree (names from `name_fn`)."""
     flat = flax.traverse_util.flatten_dict(nn.unbox(params))
     return {
-        prefix + flax_path_to_hf(path): np.ascontiguousarray(_to_torch_layout(path[-1], np.asarray(v, np.float32)))
+        prefix + name_fn(path): np.ascontiguousarray(_to_torch_layout(path[-1], np.asarray(v, np.float32)))
         for path, v in flat.items()
     }
 
@@ -287,10 +290,18 @@ def load_tokenizer(folder: str | Path, extra_special_tokens: Sequence[str] = ())
     folder = Path(folder)
     if not folder.is_dir():
         raise CheckpointError(f"tokenizer folder {folder} does not exist")
+    import transformers
+
+    verbosity = transformers.logging.get_verbosity()
+    transformers.logging.set_verbosity_error()  # a relik-reader config.json draws an "unknown model type" notice
     try:
-        tok = AutoTokenizer.from_pretrained(str(folder), local_files_only=True)
+        # trust_remote_code=False: official reader folders carry an auto_map to their own code, for
+        # which transformers would otherwise prompt on stdin. The tokenizer class is a standard one.
+        tok = AutoTokenizer.from_pretrained(str(folder), local_files_only=True, trust_remote_code=False)
     except (OSError, ValueError) as e:
         raise CheckpointError(f"cannot load a tokenizer from {folder}: {str(e).splitlines()[0]}") from None
+    finally:
+        transformers.logging.set_verbosity(verbosity)
     if extra_special_tokens:
         tok.add_tokens(list(extra_special_tokens), special_tokens=True)
     return tok

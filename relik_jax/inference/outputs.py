@@ -1,0 +1,79 @@
+"""What annotation returns: spans, triplets, windows and candidates, serialisable to the official
+jsonl shape (`to_official_dict`)."""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+NME = "--NME--"
+
+
+@dataclasses.dataclass(frozen=True, order=True)
+class Span:
+    """Characters `[start, end)` of the document, linked to `label` (`--NME--`: no KB entity)."""
+
+    start: int
+    end: int
+    label: str
+    text: str = dataclasses.field(compare=False)
+    score: float | None = dataclasses.field(default=None, compare=False)  # EL: link probability
+
+
+@dataclasses.dataclass(frozen=True)
+class Triplet:
+    subject: Span
+    relation: str
+    object: Span
+    confidence: float
+
+
+@dataclasses.dataclass
+class WindowOutput:
+    window_id: int
+    offset: int
+    text: str
+    words: list[str]
+    spans: list[tuple[int, int, str]]
+    span_probabilities: dict[tuple[int, int], list[tuple[str, float]]] = dataclasses.field(default_factory=dict)
+    triplets: list[tuple[tuple[int, int], str, tuple[int, int], float]] = dataclasses.field(default_factory=list)
+    candidates_read: list[list[str]] = dataclasses.field(default_factory=list)  # one list per row (patch)
+
+
+@dataclasses.dataclass
+class RelikOutput:
+    """Annotations of one document."""
+
+    text: str
+    spans: list[Span]
+    triplets: list[Triplet] = dataclasses.field(default_factory=list)
+    candidates: list[str] = dataclasses.field(default_factory=list)
+    windows: list[WindowOutput] = dataclasses.field(default_factory=list)
+    words: list[str] = dataclasses.field(default_factory=list)
+
+    def to_official_dict(self, task: str, with_windows: bool = False) -> dict[str, Any]:
+        """The official `RelikOutput` jsonl shape: spans `[start, end, label, text]`, triplets."""
+        out: dict[str, Any] = {"text": self.text, "spans": [[s.start, s.end, s.label, s.text] for s in self.spans]}
+        if task == "triplet":
+            out["triplets"] = [
+                [[t.subject.start, t.subject.end, t.subject.label, t.subject.text], t.relation,
+                 [t.object.start, t.object.end, t.object.label, t.object.text], t.confidence]
+                for t in self.triplets
+            ]  # fmt: skip
+        out["candidates"] = list(self.candidates)
+        if with_windows:
+            out["windows"] = [
+                {
+                    "window_id": w.window_id,
+                    "offset": w.offset,
+                    "text": w.text,
+                    "words": w.words,
+                    "spans": [list(s) for s in w.spans],
+                    "span_probabilities": [
+                        [s, e, [list(x) for x in p]] for (s, e), p in sorted(w.span_probabilities.items())
+                    ],
+                    "triplets": [[list(a), r, list(b), c] for a, r, b, c in w.triplets],
+                }
+                for w in self.windows
+            ]
+        return out

@@ -1,0 +1,236 @@
+"""Reader-only annotation: texts + given candidates → spans / links (EL) or spans / triplets (RE).
+
+Rows from all documents are pooled, sorted by length and cut into static-shape batches, so the
+jitted programs compile once per (length, columns[, entities]) bucket and never again.
+"""
+
+from __future__ import annotations
+
+import collections
+import functools
+import logging
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from relik_jax.data.windows import Words, given_words, make_windows, spacy_words
+from relik_jax.errors import ConfigError, DataError
+from relik_jax.inference.outputs import RelikOutput, WindowOutput
+from relik_jax.jax_utils import bucket
+from relik_jax.models.reader import Reader
+from relik_jax.reader import decode, programs
+from relik_jax.reader.inputs import (
+    DEFAULT_COLUMN_BUCKETS,
+    DEFAULT_LENGTH_BUCKETS,
+    CandidateEncoder,
+    Row,
+    Vocab,
+    collate,
+    el_rows,
+    re_rows,
+    tokenize_words,
+)
+
+log = logging.getLogger(__name__)
+ENTITY_BUCKETS = (4, 8, 16, 32, 64)
+
+
+class ReaderPipeline:
+    """Runs a Reader over documents whose candidates are given (no retriever)."""
+
+    def __init__(
+        self,
+        model: Reader,
+        params: Any,
+        tokenizer: Any,
+        *,
+        window_size: int = 32,
+        window_stride: int = 16,
+        max_length: int = 512,
+        batch_size: int = 8,
+        max_starts: int = 32,
+        max_entities: int = 64,
+        top_k: int = 5,
+        relation_threshold: float | None = None,
+        length_buckets: Sequence[int] = DEFAULT_LENGTH_BUCKETS,
+        column_buckets: Sequence[int] = DEFAULT_COLUMN_BUCKETS,
+        official_decisions: bool = False,
+    ):
+        self.model = model
+        self.task = model.config.task
+        self.params = params
+        self.tokenizer = tokenizer
+        self.window_size, self.window_stride = window_size, window_stride
+        max_positions = model.config.encoder.max_position_embeddings
+        if model.config.encoder.position_biased_input and max_length > max_positions:
+            raise ConfigError(f"max_length {max_length} exceeds the encoder's {max_positions} positions")
+        self.max_length = max_length
+        self.batch_size = batch_size
+        self.max_starts, self.max_entities = max_starts, max_entities
+        self.top_k = top_k
+        self.relation_threshold = model.config.threshold if relation_threshold is None else relation_threshold
+        self.length_buckets = (*tuple(b for b in length_buckets if b < max_length), max_length)
+        self.column_buckets = tuple(column_buckets)
+        self.vocab = Vocab.from_tokenizer(tokenizer)
+        probe = "[E-0]" if self.task == "span" else "[R-0]"
+        self.candidate_encoder = CandidateEncoder(tokenizer, probe)
+        self._predict = jax.jit(
+            functools.partial(
+                programs.predict_spans,
+                model,
+                max_starts=max_starts,
+                max_entities=max_entities,
+                official_decisions=official_decisions,
+            )
+        )
+        self._relations = jax.jit(self._relations_impl)
+        self.overflow = collections.Counter()
+
+    @classmethod
+    def from_pretrained(cls, folder: str | Path, *, dtype: Any = jnp.float32, **kwargs) -> ReaderPipeline:
+        from relik_jax.convert.official import load_reader
+
+        model, params, tokenizer = load_reader(folder, dtype=dtype)
+        return cls(model, jax.device_put(params), tokenizer, **kwargs)
+
+    def _relations_impl(self, params, feats, ent_start, ent_end, ent_valid, pos, valid, threshold):
+        return programs.score_relations(
+            self.model, params, feats, ent_start, ent_end, ent_valid, pos, valid, threshold=threshold
+        )
+
+    # ------------------------------------------------------------------------------------------
+
+    def rows_for(self, doc: int, text: str, words: Words, candidates: Sequence[str]) -> tuple[list, list[Row]]:
+        windows = make_windows(text, words, self.window_size, self.window_stride, doc=doc)
+        pieces = tokenize_words(self.tokenizer, words)
+        build = el_rows if self.task == "span" else re_rows
+        encoder = self.candidate_encoder
+        rows = [
+            r for w in windows for r in build(w, pieces, candidates, self.vocab, encoder, max_length=self.max_length)
+        ]
+        return windows, rows
+
+    def predict_rows(self, rows: Sequence[Row], threshold: float) -> list[dict[str, np.ndarray]]:
+        """Per-row outputs (numpy) of the jitted programs, in the order of `rows`."""
+        order = sorted(range(len(rows)), key=lambda i: rows[i].length)
+        per_row: list[dict[str, np.ndarray] | None] = [None] * len(rows)
+        for s in range(0, len(order), self.batch_size):
+            idx = order[s : s + self.batch_size]
+            batch = collate(
+                [rows[i] for i in idx],
+                batch_size=self.batch_size,
+                length_buckets=self.length_buckets,
+                column_buckets=self.column_buckets,
+            )
+            out = self._predict(self.params, batch)
+            keys = ["ent_start", "ent_end", "ent_valid", "start_overflow", "entity_overflow"]
+            if self.task == "span":
+                keys += ["link_column", "link_top_columns", "link_top_probs", "link_probs"]
+            host = jax.device_get({k: out[k] for k in keys})
+            if self.task == "triplet":
+                n = int(host["ent_valid"].sum(-1).max(initial=0))
+                eb = bucket(max(n, 1), (*ENTITY_BUCKETS, self.max_entities))
+                rel = self._relations(
+                    self.params, out["features"], out["ent_start"][:, :eb], out["ent_end"][:, :eb], out["ent_valid"][:, :eb],
+                    batch["symbol_pos"], batch["symbol_valid"], jnp.float32(threshold),
+                )  # fmt: skip
+                rel = jax.device_get({k: rel[k] for k in ("relation_probs", "relation_pred")})
+                host["ent_valid"] = host["ent_valid"][:, :eb]
+            self.overflow["starts"] += int(host["start_overflow"].sum())
+            self.overflow["entities"] += int(host["entity_overflow"].sum())
+            for j, i in enumerate(idx):
+                row_out = {k: v[j : j + 1] for k, v in host.items()}
+                if self.task == "triplet":
+                    row_out["rel"] = {k: v[j : j + 1] for k, v in rel.items()}
+                per_row[i] = row_out
+        return per_row
+
+    def __call__(
+        self,
+        texts: str | Sequence[str] | None = None,
+        candidates: Sequence[str] | Sequence[Sequence[str]] | None = None,
+        *,
+        words: Sequence[Sequence[str]] | None = None,
+        relation_threshold: float | None = None,
+        window_size: int | None = None,
+        window_stride: int | None = None,
+    ) -> RelikOutput | list[RelikOutput]:
+        """Annotates texts (or pre-tokenised `words`), every window reading its document's candidates."""
+        single = isinstance(texts, str) or (words is not None and words and isinstance(words[0], str))
+        docs_words: list[tuple[str, Words]]
+        if words is not None:
+            wl = [words] if single else list(words)
+            docs_words = [given_words(w) if w else ("", Words((), ())) for w in wl]
+        elif texts is not None:
+            tl = [texts] if single else list(texts)
+            for i, t in enumerate(tl):
+                if not isinstance(t, str):
+                    raise DataError(f"text {i} is a {type(t).__name__}, not a string")
+            docs_words = [(t, spacy_words(t)) for t in tl]
+        else:
+            raise DataError("pass texts or words")
+        if candidates is None:
+            raise DataError("the reader-only pipeline needs candidates (one list per text, or one list for all)")
+        if (candidates and isinstance(candidates[0], str)) or not candidates:
+            candidates = [list(candidates)] * len(docs_words)
+        if len(candidates) != len(docs_words):
+            raise DataError(f"{len(candidates)} candidate lists for {len(docs_words)} texts")
+        saved = self.window_size, self.window_stride
+        self.window_size = window_size or self.window_size
+        self.window_stride = self.window_stride if window_stride is None else window_stride
+        try:
+            outputs = self._annotate(
+                docs_words, candidates, self.relation_threshold if relation_threshold is None else relation_threshold
+            )
+        finally:
+            self.window_size, self.window_stride = saved
+        if self.overflow["starts"] or self.overflow["entities"]:
+            log.warning("caps reached: %s (raise max_starts / max_entities)", dict(self.overflow))
+        return outputs[0] if single else outputs
+
+    def _annotate(self, docs_words, candidates, threshold) -> list[RelikOutput]:
+        all_windows, all_rows = [], []
+        for d, ((text, words), cands) in enumerate(zip(docs_words, candidates)):
+            windows, rows = self.rows_for(d, text, words, list(cands))
+            all_windows.append(windows)
+            all_rows.extend(rows)
+        preds = self.predict_rows(all_rows, threshold) if all_rows else []
+        by_window: dict[tuple[int, int], list[tuple[Row, dict]]] = collections.defaultdict(list)
+        for row, p in zip(all_rows, preds):
+            by_window[(row.window.doc, row.window.window_id)].append((row, p))
+        return [
+            self._document(d, text, windows, by_window, list(cands))
+            for d, ((text, _), windows, cands) in enumerate(zip(docs_words, all_windows, candidates))
+        ]
+
+    def _document(self, d, text, windows, by_window, candidates) -> RelikOutput:
+        window_outputs, merged, re_spans, re_triplets = [], [], set(), set()
+        for w in windows:
+            rows = by_window.get((d, w.window_id), [])
+            wo = WindowOutput(w.window_id, w.offset, w.text, list(w.words), [], candidates_read=[
+                [c for c in r.columns if c is not None] for r, _ in rows])  # fmt: skip
+            if self.task == "span":
+                labels, probs, scores = decode.merge_el_window([decode.el_row_predictions(r, p, 0) for r, p in rows])
+                merged.append((labels, probs, scores))
+                wo.spans = sorted((s, e, lab) for (s, e), lab in labels.items() if lab != "--NME--")
+                wo.span_probabilities = probs
+            else:
+                spans, triplets = set(), set()
+                for r, p in rows:
+                    s, t = decode.re_row_predictions(r, p, p["rel"], 0)
+                    spans |= s
+                    triplets |= t
+                wo.spans = sorted((s, e, "--NME--") for s, e in spans)
+                wo.triplets = sorted(triplets)
+                re_spans |= spans
+                re_triplets |= triplets
+            window_outputs.append(wo)
+        if self.task == "span":
+            spans = decode.finalize_el(text, window_outputs, merged)
+            return RelikOutput(text, spans, [], candidates, window_outputs)
+        spans, triplets = decode.finalize_re(text, re_spans, re_triplets)
+        return RelikOutput(text, spans, triplets, candidates, window_outputs)

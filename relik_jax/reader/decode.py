@@ -1,0 +1,117 @@
+"""Reader outputs (static arrays) → character spans, links and triplets; merging rows and windows.
+
+- EL: a span runs from the first character of its start piece to the last of its end piece (piece
+  level, as the official); rows of one window ("patches") merge per span: the first row's label
+  wins unless it is `--NME--`; a later label then replaces it.
+- RE: span boundaries snap outwards to whole words; piece-level entities that snap to the same
+  words become one span; triplet confidence is the relation probability rounded to 2 decimals
+  in float32 (the official value).
+- Windows merge by union of `(start, end, label)` (EL) and of triplets (RE), sorted by start.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+import numpy as np
+
+from relik_jax.inference.outputs import NME, Span, Triplet, WindowOutput
+from relik_jax.reader.inputs import Row
+
+CharSpan = tuple[int, int]
+
+
+def column_label(row: Row, col: int) -> str:
+    """The candidate of a link column; column 0 (`[CLS]`, chosen only with official decisions) maps
+    to the row's last candidate, as relik 1.0.7 maps it."""
+    return row.columns[col] if col >= 1 else row.columns[-1]
+
+
+def el_row_predictions(
+    row: Row, out: Mapping[str, np.ndarray], i: int
+) -> list[tuple[CharSpan, str, list[tuple[str, float]], float]]:
+    """`((start, end), label, top-k [(label, prob)], prob of label)` of each entity of batch row `i`."""
+    preds = []
+    for k in np.nonzero(out["ent_valid"][i])[0]:
+        s, e = int(out["ent_start"][i, k]) - 1, int(out["ent_end"][i, k]) - 1
+        chars = (row.piece_chars[s][0], row.piece_chars[e][1])
+        col = int(out["link_column"][i, k])
+        top = [
+            (column_label(row, c), float(p))
+            for c, p in zip(out["link_top_columns"][i, k], out["link_top_probs"][i, k])
+            if p >= 0 and c < len(row.columns)
+        ]
+        preds.append((chars, column_label(row, col), top, float(out["link_probs"][i, k, col])))
+    return preds
+
+
+def merge_el_window(
+    rows_preds: Sequence[list[tuple[CharSpan, str, list, float]]],
+) -> tuple[dict[CharSpan, str], dict[CharSpan, list], dict[CharSpan, float]]:
+    """Patches of one window, in patch order → span → label, top-k, score."""
+    labels: dict[CharSpan, str] = {}
+    probs: dict[CharSpan, list] = {}
+    scores: dict[CharSpan, float] = {}
+    for preds in rows_preds:
+        for chars, label, top, score in preds:
+            if labels.get(chars) in (None, NME):
+                labels[chars], scores[chars] = label, score
+            probs.setdefault(chars, top)
+    return labels, probs, scores
+
+
+def word_chars(row: Row) -> dict[int, CharSpan]:
+    """Window word index → (char start of its first piece, char end of its last piece)."""
+    out: dict[int, list[int]] = {}
+    for (a, b), w in zip(row.piece_chars, row.piece_words):
+        if w in out:
+            out[w][1] = b
+        else:
+            out[w] = [a, b]
+    return {w: (a, b) for w, (a, b) in out.items()}
+
+
+def re_row_predictions(
+    row: Row, out: Mapping[str, np.ndarray], rel: Mapping[str, np.ndarray], i: int
+) -> tuple[set[CharSpan], set[tuple[CharSpan, str, CharSpan, float]]]:
+    """Word-aligned char spans and `(subject, relation, object, confidence)` triplets of batch row `i`."""
+    chars_of = word_chars(row)
+    ents = []
+    for k in np.nonzero(out["ent_valid"][i])[0]:
+        ws = row.piece_words[int(out["ent_start"][i, k]) - 1]
+        we = row.piece_words[int(out["ent_end"][i, k]) - 1]
+        ents.append((chars_of[ws][0], chars_of[we][1]))
+    triplets = set()
+    n = len(ents)
+    for a, b, r in np.argwhere(rel["relation_pred"][i, :n, :n, : len(row.columns)]):
+        conf = float(np.float32(rel["relation_probs"][i, a, b, r]).round(2))
+        triplets.add((ents[a], row.columns[r], ents[b], conf))
+    return set(ents), triplets
+
+
+def finalize_el(
+    text: str, windows: Sequence[WindowOutput], merged: Sequence[tuple[dict, dict, dict]], remove_nme: bool = True
+) -> list[Span]:
+    """Document spans: the union of the windows' `(start, end, label)`, sorted by start."""
+    seen: dict[tuple[int, int, str], float] = {}
+    for labels, _, scores in merged:
+        for (s, e), label in labels.items():
+            if remove_nme and label == NME:
+                continue
+            seen.setdefault((s, e, label), scores[(s, e)])
+    return [
+        Span(s, e, label, text[s:e], score) for (s, e, label), score in sorted(seen.items(), key=lambda x: x[0][:2])
+    ]
+
+
+def finalize_re(
+    text: str, spans: set[CharSpan], triplets: set[tuple[CharSpan, str, CharSpan, float]]
+) -> tuple[list[Span], list[Triplet]]:
+    def span(c: CharSpan) -> Span:
+        return Span(c[0], c[1], NME, text[c[0] : c[1]])
+
+    ordered = sorted(spans)
+    out = [
+        Triplet(span(a), r, span(b), conf) for a, r, b, conf in sorted(triplets, key=lambda t: (t[0], t[2], t[1], t[3]))
+    ]
+    return [span(c) for c in ordered], out
