@@ -57,15 +57,9 @@ def flax_path_to_hf(path: Sequence[str]) -> str:
     return ".".join(parts)
 
 
-def _to_torch_layout(leaf: str, x: np.ndarray) -> np.ndarray:
-    if leaf == "kernel" and x.ndim == 2:
-        return x.T
-    if leaf == "kernel" and x.ndim == 3:  # flax conv [k, in, out] -> torch [out, in, k]
-        return x.transpose(2, 1, 0)
-    return x
-
-
-def _from_torch_layout(leaf: str, x: np.ndarray) -> np.ndarray:
+def _swap_layout(leaf: str, x: np.ndarray) -> np.ndarray:
+    """Flax ⇄ PyTorch layout of a parameter (its own inverse): linear kernels `[in, out]` ⇄
+    `[out, in]`, conv kernels `[k, in, out]` ⇄ `[out, in, k]`; everything else as is."""
     if leaf == "kernel" and x.ndim == 2:
         return x.T
     if leaf == "kernel" and x.ndim == 3:
@@ -176,7 +170,7 @@ def state_dict_to_params(
         if key is None:
             missing.append(prefix + name)
             continue
-        value = _from_torch_layout(path[-1], np.asarray(state[key]))
+        value = _swap_layout(path[-1], np.asarray(state[key]))
         if value.shape != tuple(shape_dtype.shape):
             raise CheckpointError(
                 f"weight {key} has shape {list(value.shape)}, but the config implies {list(shape_dtype.shape)}"
@@ -194,7 +188,7 @@ def params_to_state_dict(params: Params, prefix: str = "", name_fn=flax_path_to_
     """The PyTorch-layout state dict of a param tree (names from `name_fn`)."""
     flat = flax.traverse_util.flatten_dict(nn.unbox(params))
     return {
-        prefix + name_fn(path): np.ascontiguousarray(_to_torch_layout(path[-1], np.asarray(v, np.float32)))
+        prefix + name_fn(path): np.ascontiguousarray(_swap_layout(path[-1], np.asarray(v, np.float32)))
         for path, v in flat.items()
     }
 

@@ -21,7 +21,6 @@ import jax.numpy as jnp
 import numpy as np
 
 from relik_jax.convert.hf import (
-    TOKENIZER_FILES,
     flax_path_to_hf,
     load_tokenizer,
     params_to_state_dict,
@@ -165,11 +164,3 @@ def save_reader(
     if tokenizer is not None:
         tokenizer.save_pretrained(str(folder))
     return folder
-
-
-def copy_tokenizer_files(src: Path, dst: Path) -> None:
-    import shutil
-
-    for name in TOKENIZER_FILES:
-        if (src / name).is_file():
-            shutil.copy2(src / name, dst / name)

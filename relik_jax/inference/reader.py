@@ -97,6 +97,30 @@ class ReaderPipeline:
         model, params, tokenizer = load_reader(folder, dtype=dtype)
         return cls(model, jax.device_put(params), tokenizer, **kwargs)
 
+    def warmup(self) -> int:
+        """Compiles the programs for every (length, columns[, entities]) bucket; returns how many."""
+        n = 0
+        for length in self.length_buckets:
+            for cols in self.column_buckets:
+                batch = {
+                    "input_ids": np.zeros((self.batch_size, length), np.int32),
+                    "attention_mask": np.zeros((self.batch_size, length), np.int32),
+                    "token_type_ids": np.zeros((self.batch_size, length), np.int32),
+                    "prediction_mask": np.ones((self.batch_size, length), np.int32),
+                    "symbol_pos": np.zeros((self.batch_size, cols), np.int32),
+                    "symbol_valid": np.zeros((self.batch_size, cols), bool),
+                }
+                out = self._predict(self.params, batch)
+                n += 1
+                if self.task == "triplet":
+                    for eb in (*ENTITY_BUCKETS, self.max_entities):
+                        e = slice(0, min(eb, self.max_entities))
+                        self._relations(self.params, out["features"], out["ent_start"][:, e], out["ent_end"][:, e],
+                                        out["ent_valid"][:, e], batch["symbol_pos"], batch["symbol_valid"], jnp.float32(0.5))  # fmt: skip
+                        n += 1
+                jax.block_until_ready(out)
+        return n
+
     def _relations_impl(self, params, feats, ent_start, ent_end, ent_valid, pos, valid, threshold):
         return programs.score_relations(
             self.model, params, feats, ent_start, ent_end, ent_valid, pos, valid, threshold=threshold

@@ -1,0 +1,50 @@
+"""`python -m relik_jax.convert`: move Reader checkpoints between relik_jax and the official ReLiK.
+
+    python -m relik_jax.convert official-reader SRC DST [--encoder-config FILE]
+    python -m relik_jax.convert export-official SRC DST
+
+`official-reader` reads an official reader folder (relik 1.0.7 `save_pretrained`) and writes a
+relik_jax reader folder (same weights file, the encoder's architecture recorded in config.json).
+`export-official` writes a folder the official `RelikReaderSpanModel` / `RelikReaderREModel`
+load, with the encoder folder their constructor needs in `DST/encoder`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+from relik_jax.cli import run_main
+from relik_jax.errors import CheckpointError
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m relik_jax.convert", description=__doc__.splitlines()[0])
+    sub = p.add_subparsers(dest="command", required=True)
+    a = sub.add_parser("official-reader", help="official reader folder -> relik_jax reader folder")
+    a.add_argument("src", type=Path)
+    a.add_argument("dst", type=Path)
+    a.add_argument("--encoder-config", type=Path, help="the encoder's config.json, when SRC names a hub id")
+    b = sub.add_parser("export-official", help="relik_jax reader folder -> official reader folder")
+    b.add_argument("src", type=Path)
+    b.add_argument("dst", type=Path)
+    args = p.parse_args(argv)
+
+    from relik_jax.convert.official import load_reader, save_reader
+
+    if args.dst.exists() and any(args.dst.iterdir()):
+        raise CheckpointError(f"{args.dst} exists and is not empty; choose a new folder")
+    encoder_config = None
+    if getattr(args, "encoder_config", None):
+        encoder_config = json.loads(args.encoder_config.read_text())
+    model, params, tokenizer = load_reader(args.src, encoder_config=encoder_config)
+    save_reader(args.dst, model.config, params, tokenizer, with_encoder_folder=args.command == "export-official")
+    print(
+        f"wrote {model.config.task} reader ({model.config.encoder.model_type}, vocab {model.config.encoder.vocab_size}) to {args.dst}"
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    run_main(main)
