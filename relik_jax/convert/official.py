@@ -33,7 +33,9 @@ from relik_jax.errors import CheckpointError
 from relik_jax.models.encoders import EncoderConfig
 from relik_jax.models.reader import Reader, ReaderConfig, dummy_batch
 
-ARCHITECTURES = {"RelikReaderSpanModel": "span", "RelikReaderREModel": "triplet"}
+# relik 1.0.7 architectures, and ours for cIE (no official equivalent: the official cIE reader is
+# a typed-entity RE model, a different layout).
+ARCHITECTURES = {"RelikReaderSpanModel": "span", "RelikReaderREModel": "triplet", "RelikJaxCIEModel": "cie"}
 TASK_ARCHITECTURE = {v: k for k, v in ARCHITECTURES.items()}
 _SEQUENTIAL_INDEX = {"in_proj": "1", "out_proj": "4", "LayerNorm": "5"}
 _INDEX_SEQUENTIAL = {v: k for k, v in _SEQUENTIAL_INDEX.items()}
@@ -115,7 +117,7 @@ def load_reader(folder: str | Path, *, encoder_config: dict | None = None, dtype
 def official_config(config: ReaderConfig, transformer_model: str) -> dict[str, Any]:
     """The official `config.json` keys for `config`, plus the encoder architecture for relik_jax."""
     return {
-        "model_type": "relik-reader",
+        "model_type": "relik-reader",  # (cIE folders load in relik_jax only)
         "architectures": [TASK_ARCHITECTURE[config.task]],
         "transformer_model": transformer_model,
         "additional_special_symbols": config.additional_special_symbols,
@@ -147,6 +149,10 @@ def save_reader(
     from safetensors.numpy import save_file
 
     folder = Path(folder)
+    if with_encoder_folder and config.task == "cie":
+        raise CheckpointError(
+            "relik 1.0.7 has no equivalent of relik_jax's cIE reader: it cannot be exported to the official format"
+        )
     folder.mkdir(parents=True, exist_ok=True)
     transformer_model = "encoder"
     if with_encoder_folder:

@@ -21,7 +21,7 @@ from relik_jax.data.windows import Words, given_words, make_windows, spacy_words
 from relik_jax.errors import ConfigError, DataError
 from relik_jax.inference.outputs import RelikOutput, WindowOutput
 from relik_jax.jax_utils import bucket
-from relik_jax.models.reader import Reader
+from relik_jax.models.reader import Reader, relation_columns
 from relik_jax.reader import decode, programs
 from relik_jax.reader.inputs import (
     DEFAULT_COLUMN_BUCKETS,
@@ -76,8 +76,8 @@ class ReaderPipeline:
         self.length_buckets = (*tuple(b for b in length_buckets if b < max_length), max_length)
         self.column_buckets = tuple(column_buckets)
         self.vocab = Vocab.from_tokenizer(tokenizer)
-        probe = "[E-0]" if self.task == "span" else "[R-0]"
-        self.candidate_encoder = CandidateEncoder(tokenizer, probe)
+        self.candidate_encoder = CandidateEncoder(tokenizer, "[R-0]" if self.task == "triplet" else "[E-0]")
+        self.relation_encoder = CandidateEncoder(tokenizer, "[R-0]") if self.task == "cie" else None
         self._predict = jax.jit(
             functools.partial(
                 programs.predict_spans,
@@ -128,14 +128,29 @@ class ReaderPipeline:
 
     # ------------------------------------------------------------------------------------------
 
-    def rows_for(self, doc: int, text: str, words: Words, candidates: Sequence[str]) -> tuple[list, list[Row]]:
-        windows = make_windows(text, words, self.window_size, self.window_stride, doc=doc)
+    def rows_for(
+        self,
+        doc: int,
+        text: str,
+        words: Words,
+        candidates: Sequence[str],
+        relations: Sequence[str] = (),
+        *,
+        size: int | None = None,
+        stride: int | None = None,
+    ) -> tuple[list, list[Row]]:
+        """The windows of a document and their reader rows."""
+        size = size or self.window_size
+        stride = self.window_stride if stride is None else stride
+        windows = make_windows(text, words, size, stride, doc=doc)
         pieces = tokenize_words(self.tokenizer, words)
-        build = el_rows if self.task == "span" else re_rows
-        encoder = self.candidate_encoder
-        rows = [
-            r for w in windows for r in build(w, pieces, candidates, self.vocab, encoder, max_length=self.max_length)
-        ]
+        kw: dict[str, Any] = {"max_length": self.max_length}
+        if self.task == "cie":
+            if not relations:
+                raise DataError("a cIE reader needs relation candidates (relations=...)")
+            kw.update(relations=relations, relation_encoder=self.relation_encoder)
+        build = re_rows if self.task == "triplet" else el_rows
+        rows = [r for w in windows for r in build(w, pieces, candidates, self.vocab, self.candidate_encoder, **kw)]
         return windows, rows
 
     def predict_rows(self, rows: Sequence[Row], threshold: float) -> list[dict[str, np.ndarray]]:
@@ -152,15 +167,16 @@ class ReaderPipeline:
             )
             out = self._predict(self.params, batch)
             keys = ["ent_start", "ent_end", "ent_valid", "start_overflow", "entity_overflow"]
-            if self.task == "span":
+            if self.model.config.links:
                 keys += ["link_column", "link_top_columns", "link_top_probs", "link_probs"]
             host = jax.device_get({k: out[k] for k in keys})
-            if self.task == "triplet":
+            if self.model.config.relations:
+                rel_pos, rel_valid = relation_columns(self.model.config, batch)
                 n = int(host["ent_valid"].sum(-1).max(initial=0))
                 eb = bucket(max(n, 1), (*ENTITY_BUCKETS, self.max_entities))
                 rel = self._relations(
                     self.params, out["features"], out["ent_start"][:, :eb], out["ent_end"][:, :eb], out["ent_valid"][:, :eb],
-                    batch["symbol_pos"], batch["symbol_valid"], jnp.float32(threshold),
+                    rel_pos, rel_valid, jnp.float32(threshold),
                 )  # fmt: skip
                 rel = jax.device_get({k: rel[k] for k in ("relation_probs", "relation_pred")})
                 host["ent_valid"] = host["ent_valid"][:, :eb]
@@ -168,7 +184,7 @@ class ReaderPipeline:
             self.overflow["entities"] += int(host["entity_overflow"].sum())
             for j, i in enumerate(idx):
                 row_out = {k: v[j : j + 1] for k, v in host.items()}
-                if self.task == "triplet":
+                if self.model.config.relations:
                     row_out["rel"] = {k: v[j : j + 1] for k, v in rel.items()}
                 per_row[i] = row_out
         return per_row
@@ -179,11 +195,13 @@ class ReaderPipeline:
         candidates: Sequence[str] | Sequence[Sequence[str]] | None = None,
         *,
         words: Sequence[Sequence[str]] | None = None,
+        relations: Sequence[str] | Sequence[Sequence[str]] | None = None,
         relation_threshold: float | None = None,
         window_size: int | None = None,
         window_stride: int | None = None,
     ) -> RelikOutput | list[RelikOutput]:
-        """Annotates texts (or pre-tokenised `words`), every window reading its document's candidates."""
+        """Annotates texts (or pre-tokenised `words`), every window reading its document's candidates
+        (cIE: entity `candidates` and relation candidates `relations`)."""
         single = isinstance(texts, str) or (words is not None and words and isinstance(words[0], str))
         docs_words: list[tuple[str, Words]]
         if words is not None:
@@ -203,23 +221,23 @@ class ReaderPipeline:
             candidates = [list(candidates)] * len(docs_words)
         if len(candidates) != len(docs_words):
             raise DataError(f"{len(candidates)} candidate lists for {len(docs_words)} texts")
-        saved = self.window_size, self.window_stride
-        self.window_size = window_size or self.window_size
-        self.window_stride = self.window_stride if window_stride is None else window_stride
-        try:
-            outputs = self._annotate(
-                docs_words, candidates, self.relation_threshold if relation_threshold is None else relation_threshold
-            )
-        finally:
-            self.window_size, self.window_stride = saved
+        relations = relations or []
+        if not relations or isinstance(relations[0], str):
+            relations = [list(relations)] * len(docs_words)
+        if len(relations) != len(docs_words):
+            raise DataError(f"{len(relations)} relation lists for {len(docs_words)} texts")
+        threshold = self.relation_threshold if relation_threshold is None else relation_threshold
+        size = window_size or self.window_size
+        stride = self.window_stride if window_stride is None else window_stride
+        outputs = self._annotate(docs_words, candidates, relations, threshold, size, stride)
         if self.overflow["starts"] or self.overflow["entities"]:
             log.warning("caps reached: %s (raise max_starts / max_entities)", dict(self.overflow))
         return outputs[0] if single else outputs
 
-    def _annotate(self, docs_words, candidates, threshold) -> list[RelikOutput]:
+    def _annotate(self, docs_words, candidates, relations, threshold, size, stride) -> list[RelikOutput]:
         all_windows, all_rows = [], []
-        for d, ((text, words), cands) in enumerate(zip(docs_words, candidates)):
-            windows, rows = self.rows_for(d, text, words, list(cands))
+        for d, ((text, words), cands, rels) in enumerate(zip(docs_words, candidates, relations)):
+            windows, rows = self.rows_for(d, text, words, list(cands), list(rels), size=size, stride=stride)
             all_windows.append(windows)
             all_rows.extend(rows)
         preds = self.predict_rows(all_rows, threshold) if all_rows else []
@@ -232,7 +250,7 @@ class ReaderPipeline:
         ]
 
     def _document(self, d, text, windows, by_window, candidates) -> RelikOutput:
-        window_outputs, merged, re_spans, re_triplets = [], [], set(), set()
+        window_outputs, merged, re_spans, re_triplets = [], [], {}, set()
         for w in windows:
             rows = by_window.get((d, w.window_id), [])
             wo = WindowOutput(w.window_id, w.offset, w.text, list(w.words), [], candidates_read=[
@@ -243,14 +261,18 @@ class ReaderPipeline:
                 wo.spans = sorted((s, e, lab) for (s, e), lab in labels.items() if lab != "--NME--")
                 wo.span_probabilities = probs
             else:
-                spans, triplets = set(), set()
+                spans, triplets = {}, set()
                 for r, p in rows:
-                    s, t = decode.re_row_predictions(r, p, p["rel"], 0)
-                    spans |= s
+                    labels, t = decode.re_row_predictions(r, p, p["rel"], 0)
+                    for span, label in labels.items():
+                        if spans.get(span) in (None, "--NME--"):
+                            spans[span] = label
                     triplets |= t
-                wo.spans = sorted((s, e, "--NME--") for s, e in spans)
+                wo.spans = sorted((s, e, label) for (s, e), label in spans.items())
                 wo.triplets = sorted(triplets)
-                re_spans |= spans
+                for span, label in spans.items():
+                    if re_spans.get(span) in (None, "--NME--"):
+                        re_spans[span] = label
                 re_triplets |= triplets
             window_outputs.append(wo)
         if self.task == "span":

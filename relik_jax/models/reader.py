@@ -5,6 +5,8 @@ Tasks (chosen by `ReaderConfig.task` through `TASK_HEADS`):
   to the row's special-symbol columns (`[CLS]`, `--NME--`, `[E-0]`, ...).
 - `triplet` (RE): start head, binary end head (0..n ends per start), relation scores for every
   (subject, object, relation) of the row's entities and `[R-i]` symbols.
+- `cie` (closed IE): both in one pass over `[CLS] text [SEP] --NME-- [E-k] … [R-i] … [SEP]`: the
+  RE start/end heads, EL linking of every entity, relation scores between entities.
 
 Every shape is static: `S` starts, `E` entities and `C`/`R` symbol columns per row are caps
 chosen by the caller; validity masks mark the real entries, overflow counters report what did not
@@ -27,8 +29,14 @@ from relik_jax.models.heads import EndHead, ProjectionHead
 
 Dtype = Any
 MASKED = -1e30  # the official masked-logit value
-TASKS = ("span", "triplet")
-TASK_ALIASES = {"el": "span", "span": "span", "re": "triplet", "triplet": "triplet"}
+# Which heads each task has (the registry `ReaderConfig.task` selects from).
+TASK_HEADS = {
+    "span": ("start", "end", "link"),
+    "triplet": ("start", "end", "relation"),
+    "cie": ("start", "end", "link", "relation"),
+}
+TASKS = tuple(TASK_HEADS)
+TASK_ALIASES = {"el": "span", "span": "span", "re": "triplet", "triplet": "triplet", "cie": "cie"}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -46,6 +54,8 @@ class ReaderConfig:
     encoder_has_pooler: bool = False
 
     def __post_init__(self):
+        if self.task in TASK_ALIASES and self.task not in TASKS:
+            object.__setattr__(self, "task", TASK_ALIASES[self.task])
         if self.task not in TASKS:
             raise ConfigError(f"unknown reader task {self.task!r}; expected one of {TASKS} (or aliases el, re)")
         if self.use_last_k_layers < 1 or self.use_last_k_layers > self.encoder.num_layers:
@@ -59,7 +69,15 @@ class ReaderConfig:
 
     @property
     def end_outputs(self) -> int:
-        return 2 if (self.task == "triplet" or self.binary_end_logits) else 1
+        return 2 if (self.task != "span" or self.binary_end_logits) else 1
+
+    @property
+    def links(self) -> bool:
+        return "link" in TASK_HEADS[self.task]
+
+    @property
+    def relations(self) -> bool:
+        return "relation" in TASK_HEADS[self.task]
 
     def replace(self, **changes: Any) -> ReaderConfig:
         return dataclasses.replace(self, **changes)
@@ -92,10 +110,10 @@ class Reader(nn.Module):
         )
         self.ned_start_classifier = ProjectionHead(d, 2, with_layer_norm=False, **head)
         self.ned_end_classifier = EndHead(c.encoder.hidden_size, c.end_outputs, eps, self.dtype, self.param_dtype)
-        if c.task == "span":
+        if c.links:
             self.ed_start_projector = ProjectionHead(d, d, **head)
             self.ed_end_projector = ProjectionHead(d, d, **head)
-        else:
+        if c.relations:
             self.re_projector = ProjectionHead(2 * d, 2 * d, **head)
             self.re_relation_projector = ProjectionHead(d, d, **head)
             self.re_classifier = ProjectionHead(d, 2, with_layer_norm=False, **head)
@@ -155,15 +173,26 @@ class Reader(nn.Module):
             "start_logits": self.start_logits(feats, deterministic),
             "end_logits": self.end_logits(feats, batch["gold_starts"], deterministic),
         }
-        if self.config.task == "span":
+        if self.config.links:
             out["link_logits"] = self.link_logits(
                 feats, batch["gold_ent_start"], batch["gold_ent_end"], batch["symbol_pos"], deterministic
             )
-        else:
+        if self.config.relations:
             out["relation_logits"] = self.relation_logits(
-                feats, batch["gold_ent_start"], batch["gold_ent_end"], batch["symbol_pos"], deterministic
+                feats,
+                batch["gold_ent_start"],
+                batch["gold_ent_end"],
+                relation_columns(self.config, batch)[0],
+                deterministic,
             )
         return out
+
+
+def relation_columns(config: ReaderConfig, batch):
+    """`(positions, valid)` of the relation symbols: `symbol_*` for RE, `relation_*` for cIE."""
+    if config.task == "cie":
+        return batch["relation_pos"], batch["relation_valid"]
+    return batch["symbol_pos"], batch["symbol_valid"]
 
 
 def build_reader(config: ReaderConfig, *, dtype: Any = jnp.float32, param_dtype: Any = jnp.float32) -> Reader:
@@ -183,4 +212,7 @@ def dummy_batch(
         "gold_ent_start": z((batch, entities), jnp.int32),
         "gold_ent_end": z((batch, entities), jnp.int32),
         "symbol_pos": z((batch, columns), jnp.int32),
+        "symbol_valid": jnp.ones((batch, columns), bool),
+        "relation_pos": z((batch, columns), jnp.int32),
+        "relation_valid": jnp.ones((batch, columns), bool),
     }

@@ -73,20 +73,26 @@ def word_chars(row: Row) -> dict[int, CharSpan]:
 
 def re_row_predictions(
     row: Row, out: Mapping[str, np.ndarray], rel: Mapping[str, np.ndarray], i: int
-) -> tuple[set[CharSpan], set[tuple[CharSpan, str, CharSpan, float]]]:
-    """Word-aligned char spans and `(subject, relation, object, confidence)` triplets of batch row `i`."""
+) -> tuple[dict[CharSpan, str], set[tuple[CharSpan, str, CharSpan, float]]]:
+    """Word-aligned char spans (→ label: `--NME--` for RE, the linked candidate for cIE) and
+    `(subject, relation, object, confidence)` triplets of batch row `i`."""
     chars_of = word_chars(row)
-    ents = []
+    ents, labels = [], {}
     for k in np.nonzero(out["ent_valid"][i])[0]:
         ws = row.piece_words[int(out["ent_start"][i, k]) - 1]
         we = row.piece_words[int(out["ent_end"][i, k]) - 1]
-        ents.append((chars_of[ws][0], chars_of[we][1]))
+        span = (chars_of[ws][0], chars_of[we][1])
+        ents.append(span)
+        label = column_label(row, int(out["link_column"][i, k])) if "link_column" in out else NME
+        if labels.get(span) in (None, NME):  # entities that snap to one span: the first real label wins
+            labels[span] = label
+    names = row.relations if row.relation_pos is not None else row.columns
     triplets = set()
     n = len(ents)
-    for a, b, r in np.argwhere(rel["relation_pred"][i, :n, :n, : len(row.columns)]):
+    for a, b, r in np.argwhere(rel["relation_pred"][i, :n, :n, : len(names)]):
         conf = float(np.float32(rel["relation_probs"][i, a, b, r]).round(2))
-        triplets.add((ents[a], row.columns[r], ents[b], conf))
-    return set(ents), triplets
+        triplets.add((ents[a], names[r], ents[b], conf))
+    return labels, triplets
 
 
 def finalize_el(
@@ -105,13 +111,12 @@ def finalize_el(
 
 
 def finalize_re(
-    text: str, spans: set[CharSpan], triplets: set[tuple[CharSpan, str, CharSpan, float]]
+    text: str, spans: Mapping[CharSpan, str], triplets: set[tuple[CharSpan, str, CharSpan, float]]
 ) -> tuple[list[Span], list[Triplet]]:
-    def span(c: CharSpan) -> Span:
-        return Span(c[0], c[1], NME, text[c[0] : c[1]])
+    """Document spans (with their labels) and triplets, sorted."""
 
-    ordered = sorted(spans)
-    out = [
-        Triplet(span(a), r, span(b), conf) for a, r, b, conf in sorted(triplets, key=lambda t: (t[0], t[2], t[1], t[3]))
-    ]
-    return [span(c) for c in ordered], out
+    def span(c: CharSpan) -> Span:
+        return Span(c[0], c[1], spans.get(c, NME), text[c[0] : c[1]])
+
+    ordered = sorted(triplets, key=lambda t: (t[0], t[2], t[1], t[3]))
+    return [span(c) for c in sorted(spans)], [Triplet(span(a), r, span(b), conf) for a, r, b, conf in ordered]

@@ -38,10 +38,12 @@ def relation_symbol(k: int) -> str:
     return f"[R-{k}]"
 
 
-def symbols_for(task: str, n: int) -> list[str]:
-    """The special symbols a reader of `task` adds to its tokenizer (official naming and order)."""
-    if task == "span":
-        return [NME] + [entity_symbol(k) for k in range(n - 1)]
+def entity_symbols_for(n: int) -> list[str]:
+    """`--NME--` and `n` entity symbols `[E-0]`…, the official EL order."""
+    return [NME] + [entity_symbol(k) for k in range(n)]
+
+
+def relation_symbols_for(n: int) -> list[str]:
     return [relation_symbol(k) for k in range(n)]
 
 
@@ -103,6 +105,8 @@ class Row:
     columns: list[str | None]  # label of each column (EL column 0, [CLS], is None)
     piece_chars: list[tuple[int, int]]  # document-level char span of each text piece
     piece_words: list[int]  # window-level word index of each text piece
+    relation_pos: np.ndarray | None = None  # cIE: positions of the [R-i] columns
+    relations: list[str] = dataclasses.field(default_factory=list)  # cIE: their relation names
 
     @property
     def length(self) -> int:
@@ -167,15 +171,25 @@ def el_rows(
     *,
     max_length: int = 512,
     max_pieces_per_candidate: int = MAX_PIECES_PER_CANDIDATE,
+    relations: Sequence[str] = (),
+    relation_encoder: CandidateEncoder | None = None,
 ) -> list[Row]:
     """EL rows of a window: all candidates, over as many rows ("patches") as `max_length` needs.
 
     A window without candidates gets no row (nothing to link to, as in the official pipeline).
+    With `relations` (cIE), every row also carries all of them after the entity candidates.
     """
     if vocab.nme_id is None or not vocab.entity_ids:
         raise ConfigError("the tokenizer has no --NME-- / [E-i] symbols: not an EL reader tokenizer")
     text_ids, chars, words = _window_pieces(doc, window)
-    budget = max_length - RESERVED_TOKENS - len(text_ids)
+    rel_groups = []
+    if relations:
+        if len(relations) > len(vocab.relation_ids):
+            raise DataError(
+                f"a cIE row reads at most {len(vocab.relation_ids)} relation candidates (the [R-i] symbols), got {len(relations)}"
+            )
+        rel_groups = [[vocab.relation_ids[i], *relation_encoder.pieces(r)] for i, r in enumerate(relations)]
+    budget = max_length - RESERVED_TOKENS - len(text_ids) - sum(map(len, rel_groups))
     n_sym = len(vocab.entity_ids)
     rows: list[Row] = []
     used = 0
@@ -185,7 +199,7 @@ def el_rows(
             enc = [vocab.entity_ids[k % n_sym], *encoder.pieces(candidates[k])][:max_pieces_per_candidate]
             groups.append(enc)
         total = sum(map(len, groups))
-        if total + len(text_ids) + RESERVED_TOKENS > max_length:
+        if total > budget:  # the official test: candidates + text + 20 > max_length
             kept, running = 0, 0
             while kept < len(groups) and running + len(groups[kept]) < budget:
                 running += len(groups[kept])
@@ -198,7 +212,11 @@ def el_rows(
                 f"in max_length {max_length}; use smaller windows"
             )
         columns = [None, NME, *candidates[used : used + n_cands]]
-        rows.append(_row(window, len(rows), vocab, text_ids, chars, words, groups, columns, [0]))
+        row = _row(window, len(rows), vocab, text_ids, chars, words, groups + rel_groups, columns, [0])
+        if rel_groups:
+            row.symbol_pos, row.relation_pos = row.symbol_pos[: len(groups) + 1], row.symbol_pos[len(groups) + 1 :]
+            row.relations = list(relations)
+        rows.append(row)
         used += n_cands
     return rows
 
@@ -264,6 +282,11 @@ def collate(
     pm = np.ones_like(ids)
     sym = np.zeros((batch_size, cols), np.int32)
     sym_valid = np.zeros((batch_size, cols), bool)
+    with_relations = rows[0].relation_pos is not None
+    if with_relations:
+        rcols = bucket(max(len(r.relation_pos) for r in rows), column_buckets)
+        rel = np.zeros((batch_size, rcols), np.int32)
+        rel_valid = np.zeros((batch_size, rcols), bool)
     for i, r in enumerate(rows):
         n = r.length
         ids[i, :n] = r.input_ids
@@ -272,7 +295,11 @@ def collate(
         pm[i, 1 : 1 + r.n_text] = 0
         sym[i, : len(r.symbol_pos)] = r.symbol_pos
         sym_valid[i, : len(r.symbol_pos)] = True
-    return {
+        if with_relations:
+            rel[i, : len(r.relation_pos)] = r.relation_pos
+            rel_valid[i, : len(r.relation_pos)] = True
+    extra = {"relation_pos": rel, "relation_valid": rel_valid} if with_relations else {}
+    return extra | {
         "input_ids": ids,
         "attention_mask": att,
         "token_type_ids": tt,

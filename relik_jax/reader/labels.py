@@ -63,9 +63,15 @@ def el_row_labels(row: Row, gold: Sequence[tuple[int, int, str]]) -> RowLabels:
 
 
 def re_row_labels(
-    row: Row, spans: Sequence[tuple[int, int]], triplets: Sequence[tuple[tuple[int, int], str, tuple[int, int]]]
+    row: Row, spans: Sequence[tuple], triplets: Sequence[tuple[tuple[int, int], str, tuple[int, int]]]
 ) -> RowLabels:
-    """RE labels of a row from gold word spans `(first, end)` and triplets of its document."""
+    """RE (and cIE) labels of a row from gold word spans `(first, end[, title])` and triplets.
+
+    cIE rows (with `row.relations`) also get each entity's link column: its title's column, or
+    `--NME--` when the title is not among the row's candidates.
+    """
+    titles = {(sp[0], sp[1]): sp[2] for sp in spans if len(sp) > 2}
+    spans = [(sp[0], sp[1]) for sp in spans]
     w = row.window
     first, last = w.first_word, w.first_word + len(w.words)
     pieces_of: dict[int, list[int]] = {}
@@ -84,13 +90,21 @@ def re_row_labels(
     positions = {s: p for s in inside if (p := snap(s)) is not None}
     entities = sorted(set(positions.values()))
     index = {p: i for i, p in enumerate(entities)}
-    col_of = {c: i for i, c in enumerate(row.columns)}
+    rel_names = row.relations if row.relation_pos is not None else row.columns
+    col_of = {c: i for i, c in enumerate(rel_names)}
     relations = set()
     for subj, rel, obj in triplets:
         if tuple(subj) in positions and tuple(obj) in positions and rel in col_of:
             relations.add((index[positions[tuple(subj)]], index[positions[tuple(obj)]], col_of[rel]))
+    columns = []
+    if row.relation_pos is not None:
+        link_col = {c: i for i, c in reversed(list(enumerate(row.columns))) if c is not None}
+        by_pos = {}
+        for span, p in positions.items():
+            by_pos.setdefault(p, link_col.get(titles.get(span), link_col[NME]))
+        columns = [by_pos[p] for p in entities]
     starts = sorted({s for s, _ in entities})
-    return RowLabels(starts, [], entities, [], sorted(relations))
+    return RowLabels(starts, [], entities, columns, sorted(relations))
 
 
 def collate_train(
@@ -116,7 +130,7 @@ def collate_train(
     ent_valid = np.zeros((b, max_entities), bool)
     first_end = np.zeros((b, max_starts), np.int32)
     ent_col = np.zeros((b, max_entities), np.int32)
-    cols = batch["symbol_pos"].shape[1]
+    cols = batch["relation_pos" if task == "cie" else "symbol_pos"].shape[1]
     end_labels = np.full((b, max_starts, length), IGNORE, np.int32)
     rel_labels = np.full((b, max_entities, max_entities, cols), IGNORE, np.int32)
     cut = 0
@@ -132,15 +146,17 @@ def collate_train(
         ent_valid[i, : len(ents)] = True
         if task == "span":
             first_end[i, : len(starts)] = lab.first_ends[: len(starts)]
+        if task in ("span", "cie"):
             ent_col[i, : len(ents)] = [lab.columns[k] for k, _ in ents]
-        else:
+        if task != "span":
             text = ~batch["prediction_mask"][i].astype(bool)
             for r, s in enumerate(starts):
                 row = np.where(text, 0, IGNORE)
                 row[:s] = IGNORE
                 row[[e for (_, (ss, e)) in ents if ss == s]] = 1
                 end_labels[i, r] = row
-            n, nr = len(ents), len(rows[i].columns)
+            n = len(ents)
+            nr = len(rows[i].relations if task == "cie" else rows[i].columns)
             kept = {orig: k for k, (orig, _) in enumerate(ents)}
             rel_labels[i, :n, :n, :nr] = 0
             for a, c, r in lab.relations:
@@ -152,4 +168,6 @@ def collate_train(
         batch.update(gold_end_target=first_end, gold_ent_label=ent_col)
     else:
         batch.update(end_labels=end_labels, relation_labels=rel_labels)
+        if task == "cie":
+            batch.update(gold_ent_label=ent_col)
     return batch, cut

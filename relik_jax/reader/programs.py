@@ -17,7 +17,7 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 
-from relik_jax.models.reader import MASKED, Reader, mask_logits
+from relik_jax.models.reader import MASKED, Reader, mask_logits, relation_columns
 
 Batch = dict[str, jax.Array]
 IGNORE = -100
@@ -69,7 +69,7 @@ def predict_spans(
             end_logits=end, ent_start=starts, ent_end=ends, ent_valid=start_valid, entity_overflow=out["start_overflow"]
         )
     else:  # binary end per position: 0..n ends per start
-        masked = pmask[:, None, :] | before_start if c.task == "triplet" else pmask[:, None, :]
+        masked = pmask[:, None, :] if c.task == "span" else pmask[:, None, :] | before_start
         end = mask_logits(end, masked)
         is_end = (end[..., 1] > end[..., 0]) & ~before_start & start_valid[..., None]
         b, s, length = is_end.shape
@@ -83,7 +83,7 @@ def predict_spans(
             entity_overflow=jnp.maximum(n_ents - max_entities, 0),
             start_has_end=is_end.any(-1),
         )
-    if c.task == "span":
+    if c.links:
         out.update(
             link(
                 model,
@@ -159,6 +159,7 @@ def reader_losses(
     gold_ent_start / gold_ent_end / gold_ent_valid `[B, E]`; symbol_pos / symbol_valid `[B, C]`.
     span: gold_end_target `[B, S]` (the first gold end of each start), gold_ent_label `[B, E]`
     (gold column). triplet: end_labels `[B, S, L]`, relation_labels `[B, E, E, R]` (-100 ignored).
+    cie: both (binary end_labels), with the relation columns in relation_pos / relation_valid.
     """
     c = model.config
     rngs = {"dropout": rng} if rng is not None else None
@@ -170,41 +171,43 @@ def reader_losses(
     feats = call(Reader.features, batch["input_ids"], batch["attention_mask"], batch["token_type_ids"])
     pmask = batch["prediction_mask"].astype(bool)
     start = call(Reader.start_logits, feats)
-    if c.task == "span":
+    if c.task == "span":  # the official span model masks its start logits in training too
         start = mask_logits(start, pmask)
     labels = batch["start_labels"]
-    start_loss = cross_entropy(start, labels, labels != IGNORE)
+    losses = {"start_loss": cross_entropy(start, labels, labels != IGNORE)}
     end = call(Reader.end_logits, feats, batch["gold_starts"])
     start_valid = batch["gold_start_valid"].astype(bool)
     ent_valid = batch["gold_ent_valid"].astype(bool)
-    if c.task == "span":
+    positions = jnp.arange(pmask.shape[1])[None, None, :]
+    if c.end_outputs == 1:
         end = mask_logits(end, pmask[:, None, :])
-        if c.end_outputs == 1:
-            end_loss = cross_entropy(end, batch["gold_end_target"], start_valid)
-        else:
-            end_labels = batch["end_labels"]
-            end_loss = cross_entropy(end, end_labels, (end_labels != IGNORE) & start_valid[..., None])
+        losses["end_loss"] = cross_entropy(end, batch["gold_end_target"], start_valid)
+    else:
+        masked = (
+            pmask[:, None, :] if c.task == "span" else pmask[:, None, :] | (positions < batch["gold_starts"][..., None])
+        )
+        end_labels = batch["end_labels"]
+        losses["end_loss"] = cross_entropy(
+            mask_logits(end, masked), end_labels, (end_labels != IGNORE) & start_valid[..., None]
+        )
+    if c.links:
         logits = call(Reader.link_logits, feats, batch["gold_ent_start"], batch["gold_ent_end"], batch["symbol_pos"])
         logits = jnp.where(~batch["symbol_valid"].astype(bool)[:, None, :], MASKED, logits)
-        link_loss = cross_entropy(logits, batch["gold_ent_label"], ent_valid)
-        return {
-            "loss": start_loss + end_loss + link_loss,
-            "start_loss": start_loss,
-            "end_loss": end_loss,
-            "link_loss": link_loss,
-        }
-
-    positions = jnp.arange(pmask.shape[1])[None, None, :]
-    end = mask_logits(end, pmask[:, None, :] | (positions < batch["gold_starts"][..., None]))
-    end_labels = batch["end_labels"]
-    end_loss = cross_entropy(end, end_labels, (end_labels != IGNORE) & start_valid[..., None])
-    rel = call(Reader.relation_logits, feats, batch["gold_ent_start"], batch["gold_ent_end"], batch["symbol_pos"])
-    rel_labels = batch["relation_labels"]
-    rel_valid = (rel_labels != IGNORE) & ent_valid[:, :, None, None] & ent_valid[:, None, :, None]
-    rel_valid = rel_valid & batch["symbol_valid"].astype(bool)[:, None, None, :]
-    relation_loss = cross_entropy(rel, rel_labels, rel_valid)
-    loss = (start_loss + end_loss) / 20 + 0.9 * relation_loss
-    return {"loss": loss, "start_loss": start_loss, "end_loss": end_loss, "relation_loss": relation_loss}
+        losses["link_loss"] = cross_entropy(logits, batch["gold_ent_label"], ent_valid)
+    if c.relations:
+        rel_pos, rel_col_valid = relation_columns(c, batch)
+        rel = call(Reader.relation_logits, feats, batch["gold_ent_start"], batch["gold_ent_end"], rel_pos)
+        rel_labels = batch["relation_labels"]
+        rel_valid = (rel_labels != IGNORE) & ent_valid[:, :, None, None] & ent_valid[:, None, :, None]
+        rel_valid = rel_valid & rel_col_valid.astype(bool)[:, None, None, :]
+        losses["relation_loss"] = cross_entropy(rel, rel_labels, rel_valid)
+    if c.task == "span":  # the official weights
+        losses["loss"] = losses["start_loss"] + losses["end_loss"] + losses["link_loss"]
+    elif c.task == "triplet":
+        losses["loss"] = (losses["start_loss"] + losses["end_loss"]) / 20 + 0.9 * losses["relation_loss"]
+    else:  # cIE: the official typed-entity reader averages its four losses
+        losses["loss"] = (losses["start_loss"] + losses["end_loss"] + losses["link_loss"] + losses["relation_loss"]) / 4
+    return losses
 
 
 def as_jnp(batch: dict[str, Any]) -> Batch:

@@ -1,0 +1,84 @@
+"""ReLiK's jsonl formats, read and validated (a bad record names its file and line).
+
+EL: `{"doc_id", "doc_text", "doc_span_annotations": [[char_start, char_end, title], ...]}`.
+RE: `{"doc_id", "doc_words", "doc_span_annotations": [[word_start, word_end, label], ...],
+      "doc_triplet_annotations": [{"subject": [s, e, label], "relation": str, "object": [s, e, label]}]}`.
+Offsets are end-exclusive.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+from typing import Any
+
+from relik_jax.data.jsonl import iter_jsonl
+from relik_jax.errors import DataError
+
+WordSpan = tuple[int, int]
+
+
+@dataclasses.dataclass(frozen=True)
+class ELDocument:
+    doc_id: Any
+    text: str
+    spans: tuple[tuple[int, int, str], ...]  # (char start, char end, title)
+
+
+@dataclasses.dataclass(frozen=True)
+class REDocument:
+    doc_id: Any
+    words: tuple[str, ...]
+    spans: tuple[tuple[int, int, str], ...]  # (word start, word end, type label)
+    triplets: tuple[tuple[WordSpan, str, WordSpan], ...]
+
+    @property
+    def text(self) -> str:
+        return " ".join(self.words)
+
+
+def _span(where: str, raw: Any, limit: int, unit: str) -> tuple[int, int, str]:
+    if not isinstance(raw, (list, tuple)) or len(raw) < 2:
+        raise DataError(f"{where}: a span must be [start, end, label], got {raw!r}")
+    start, end = raw[0], raw[1]
+    label = str(raw[2]) if len(raw) > 2 else "--NME--"
+    if not isinstance(start, int) or not isinstance(end, int):
+        raise DataError(f"{where}: span offsets must be integers, got {raw!r}")
+    if end < start:
+        raise DataError(f"{where}: span [{start}, {end}) ends before it starts")
+    if end == start:
+        raise DataError(f"{where}: span [{start}, {end}) is empty")
+    if start < 0 or end > limit:
+        raise DataError(f"{where}: span [{start}, {end}) is outside the text ({limit} {unit})")
+    return start, end, label
+
+
+def read_el(path: str | Path) -> list[ELDocument]:
+    docs = []
+    for n, r in iter_jsonl(path):
+        where = f"{path}:{n}"
+        text = r.get("doc_text", r.get("text"))
+        if not isinstance(text, str):
+            raise DataError(f"{where}: no 'doc_text' string (an EL record needs doc_text and doc_span_annotations)")
+        spans = tuple(_span(where, s, len(text), "characters") for s in r.get("doc_span_annotations", []))
+        docs.append(ELDocument(r.get("doc_id", n), text, spans))
+    return docs
+
+
+def read_re(path: str | Path) -> list[REDocument]:
+    docs = []
+    for n, r in iter_jsonl(path):
+        where = f"{path}:{n}"
+        words = r.get("doc_words")
+        if not isinstance(words, list) or not all(isinstance(w, str) and w for w in words):
+            raise DataError(f"{where}: 'doc_words' must be a list of non-empty strings (an RE record)")
+        spans = tuple(_span(where, s, len(words), "words") for s in r.get("doc_span_annotations", []))
+        triplets = []
+        for t in r.get("doc_triplet_annotations", []):
+            if not isinstance(t, dict) or not {"subject", "relation", "object"} <= t.keys():
+                raise DataError(f"{where}: a triplet needs subject, relation and object, got {t!r}")
+            s = _span(where, t["subject"], len(words), "words")
+            o = _span(where, t["object"], len(words), "words")
+            triplets.append(((s[0], s[1]), str(t["relation"]), (o[0], o[1])))
+        docs.append(REDocument(r.get("doc_id", n), tuple(words), spans, tuple(triplets)))
+    return docs

@@ -1,0 +1,61 @@
+"""New Readers: a pretrained encoder folder + the task's special symbols + freshly initialised heads."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+
+from relik_jax.assets import resolve_model_path
+from relik_jax.convert.hf import load_encoder, load_tokenizer
+from relik_jax.models.reader import TASK_ALIASES, Reader, ReaderConfig, dummy_batch
+from relik_jax.reader.inputs import entity_symbols_for, relation_symbols_for
+
+
+def task_symbols(task: str, entity_symbols: int, relation_symbols: int) -> list[str]:
+    """The symbols a reader of `task` adds to its tokenizer, in the official order."""
+    task = TASK_ALIASES.get(task, task)
+    out = []
+    if task in ("span", "cie"):
+        out += entity_symbols_for(entity_symbols)
+    if task in ("triplet", "cie"):
+        out += relation_symbols_for(relation_symbols)
+    return out
+
+
+def new_reader(
+    encoder: str | Path,
+    task: str,
+    *,
+    entity_symbols: int = 100,
+    relation_symbols: int = 24,
+    linears_hidden_size: int = 512,
+    use_last_k_layers: int = 1,
+    threshold: float = 0.5,
+    rng: jax.Array | None = None,
+    dtype: Any = jnp.float32,
+) -> tuple[Reader, Any, Any]:
+    """`(model, params, tokenizer)`: the encoder's pretrained weights, embeddings grown for the
+    symbols (`--NME--` + `[E-0..n)` for EL, `[R-0..m)` for RE, both for cIE), new heads."""
+    rng = jax.random.key(0) if rng is None else rng
+    folder = resolve_model_path(encoder)
+    symbols = task_symbols(task, entity_symbols, relation_symbols)
+    tokenizer = load_tokenizer(folder, symbols)
+    _, enc_params, enc_config = load_encoder(folder, vocab_size=len(tokenizer), rng=jax.random.fold_in(rng, 1))
+    config = ReaderConfig(
+        task=TASK_ALIASES.get(task, task),
+        encoder=enc_config,
+        linears_hidden_size=linears_hidden_size,
+        use_last_k_layers=use_last_k_layers,
+        threshold=threshold,
+        additional_special_symbols=len(symbols),
+        encoder_has_pooler="pooler" in enc_params,
+    )
+    model = Reader(config, dtype=dtype)
+    params = jax.jit(lambda k: model.init(k, dummy_batch(config))["params"])(jax.random.fold_in(rng, 2))
+    params = {**jax.tree.map(lambda x: x, params), "transformer_model": enc_params}
+    import flax.linen as nn
+
+    return model, nn.unbox(params), tokenizer
