@@ -7,6 +7,12 @@
 relik_jax reader folder (same weights file, the encoder's architecture recorded in config.json).
 `export-official` writes a folder the official `RelikReaderSpanModel` / `RelikReaderREModel`
 load, with the encoder folder their constructor needs in `DST/encoder`.
+
+    python -m relik_jax.convert official-retriever SRC DST
+    python -m relik_jax.convert export-official-retriever SRC DST
+
+Retrievers: relik's `GoldenRetriever` folder (`question_encoder/`, optional `passage_encoder/`,
+`document_index/` with documents.jsonl + embeddings.pt) ⇄ a relik_jax retriever folder.
 """
 
 from __future__ import annotations
@@ -29,12 +35,23 @@ def main(argv: list[str] | None = None) -> int:
     b = sub.add_parser("export-official", help="relik_jax reader folder -> official reader folder")
     b.add_argument("src", type=Path)
     b.add_argument("dst", type=Path)
+    c = sub.add_parser(
+        "official-retriever", help="official retriever folder (question_encoder/, document_index/) -> relik_jax"
+    )
+    c.add_argument("src", type=Path)
+    c.add_argument("dst", type=Path)
+    d = sub.add_parser("export-official-retriever", help="relik_jax retriever folder -> official retriever folder")
+    d.add_argument("src", type=Path)
+    d.add_argument("dst", type=Path)
     args = p.parse_args(argv)
-
-    from relik_jax.convert.official import load_reader, save_reader
 
     if args.dst.exists() and any(args.dst.iterdir()):
         raise CheckpointError(f"{args.dst} exists and is not empty; choose a new folder")
+    if args.command.endswith("retriever"):
+        return convert_retriever(args.command, args.src, args.dst)
+
+    from relik_jax.convert.official import load_reader, save_reader
+
     encoder_config = None
     if getattr(args, "encoder_config", None):
         encoder_config = json.loads(args.encoder_config.read_text())
@@ -42,6 +59,27 @@ def main(argv: list[str] | None = None) -> int:
     save_reader(args.dst, model.config, params, tokenizer, with_encoder_folder=args.command == "export-official")
     print(
         f"wrote {model.config.task} reader ({model.config.encoder.model_type}, vocab {model.config.encoder.vocab_size}) to {args.dst}"
+    )
+    return 0
+
+
+def convert_retriever(command: str, src: Path, dst: Path) -> int:
+    from relik_jax.convert.official import write_official_index
+    from relik_jax.retrieval.retriever import DenseRetriever, save_tower
+
+    retriever = DenseRetriever.load(src)
+    c = retriever.model.config
+    if command == "official-retriever":
+        retriever.save(dst)
+    else:
+        save_tower(dst / "question_encoder", c.question, retriever.params["question_encoder"], retriever.tokenizer)
+        if not c.shared:
+            save_tower(dst / "passage_encoder", c.passage, retriever.params["passage_encoder"], retriever.tokenizer)
+        if retriever.index is not None:
+            write_official_index(dst / "document_index", retriever.index)
+    n = len(retriever.index) if retriever.index is not None else 0
+    print(
+        f"wrote retriever ({c.question.model_type}, {'shared' if c.shared else 'separate'} encoders, index of {n} passages) to {dst}"
     )
     return 0
 

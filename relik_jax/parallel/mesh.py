@@ -1,0 +1,82 @@
+"""One device mesh with axes ('data', 'model'), and logical-axis → mesh-axis rules for params.
+
+Params carry logical axis names (`vocab`, `embed`, `heads`, `mlp`, `head_*`); `DEFAULT_RULES` maps
+them to mesh axes: the wide matrices split over 'model', everything else replicated. Batches split
+their first axis over 'data'.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import flax.linen as nn
+import jax
+import numpy as np
+from jax.sharding import Mesh, NamedSharding, PartitionSpec
+
+from relik_jax.errors import ConfigError
+
+AXES = ("data", "model")
+DEFAULT_RULES: tuple[tuple[str, str | None], ...] = (
+    ("vocab", "model"),
+    ("heads", "model"),
+    ("mlp", "model"),
+    ("embed", None),
+    ("embed_in", None),
+    ("head_in", None),
+    ("head_hidden", "model"),
+    ("head_out", None),
+)
+
+
+def make_mesh(shape: Mapping[str, int] | Sequence[int] = (-1, 1), devices: Sequence[Any] | None = None) -> Mesh:
+    """A ('data', 'model') mesh; one dimension may be -1 (all remaining devices)."""
+    devices = list(devices) if devices is not None else jax.devices()
+    dims = [shape.get(a, 1) for a in AXES] if isinstance(shape, Mapping) else list(shape)
+    if len(dims) != 2:
+        raise ConfigError(f"the mesh has axes {AXES}: give 2 sizes, got {dims}")
+    if dims.count(-1) > 1:
+        raise ConfigError(f"at most one mesh dimension may be -1, got {dims}")
+    known = int(np.prod([d for d in dims if d != -1]))
+    if -1 in dims:
+        if len(devices) % known:
+            raise ConfigError(f"{len(devices)} devices do not split into a mesh of {dims}")
+        dims[dims.index(-1)] = len(devices) // known
+    if int(np.prod(dims)) != len(devices):
+        raise ConfigError(f"a {dims[0]}x{dims[1]} mesh needs {int(np.prod(dims))} devices, there are {len(devices)}")
+    return Mesh(np.asarray(devices).reshape(dims), AXES)
+
+
+def param_shardings(abstract_params: Any, mesh: Mesh, rules: Sequence[tuple[str, str | None]] = DEFAULT_RULES) -> Any:
+    """NamedShardings of a (boxed, abstract) param tree from its logical axis names."""
+    specs = nn.get_partition_spec(abstract_params)
+    return nn.logical_to_mesh_sharding(specs, mesh, list(rules))
+
+
+def batch_sharding(mesh: Mesh, ndim: int = 1) -> NamedSharding:
+    """First axis over 'data', the rest replicated."""
+    return NamedSharding(mesh, PartitionSpec("data", *([None] * (ndim - 1))))
+
+
+def replicated(mesh: Mesh) -> NamedSharding:
+    return NamedSharding(mesh, PartitionSpec())
+
+
+def shard_batch(batch: Mapping[str, np.ndarray], mesh: Mesh) -> dict[str, jax.Array]:
+    """Places a host batch on the mesh, split along 'data' (its first axis must divide)."""
+    n = mesh.shape["data"]
+    out = {}
+    for k, v in batch.items():
+        v = np.asarray(v)
+        if v.ndim == 0:
+            out[k] = jax.device_put(v, replicated(mesh))
+            continue
+        if v.shape[0] % n:
+            raise ConfigError(f"batch field {k!r} has {v.shape[0]} rows, not divisible by the data axis ({n})")
+        out[k] = (
+            jax.make_array_from_process_local_data(batch_sharding(mesh, v.ndim), v)
+            if jax.process_count() > 1
+            else jax.device_put(v, batch_sharding(mesh, v.ndim))
+        )
+    return out
