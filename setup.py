@@ -22,6 +22,7 @@ INSTALL_REQUIRES = [
     "tqdm>=4.66",
     "spacy>=3.8.18",
     "absl-py>=2.1",
+    "tensorboardX>=2.6.5",
 ]
 
 EXTRAS = {

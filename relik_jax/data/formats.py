@@ -53,32 +53,34 @@ def _span(where: str, raw: Any, limit: int, unit: str) -> tuple[int, int, str]:
     return start, end, label
 
 
+def el_document(r: dict[str, Any], where: str, default_id: Any = None) -> ELDocument:
+    """One EL record (`doc_text`, `doc_span_annotations` in characters), validated."""
+    text = r.get("doc_text", r.get("text"))
+    if not isinstance(text, str):
+        raise DataError(f"{where}: no 'doc_text' string (an EL record needs doc_text and doc_span_annotations)")
+    spans = tuple(_span(where, s, len(text), "characters") for s in r.get("doc_span_annotations", []))
+    return ELDocument(r.get("doc_id", default_id), text, spans)
+
+
 def read_el(path: str | Path) -> list[ELDocument]:
-    docs = []
-    for n, r in iter_jsonl(path):
-        where = f"{path}:{n}"
-        text = r.get("doc_text", r.get("text"))
-        if not isinstance(text, str):
-            raise DataError(f"{where}: no 'doc_text' string (an EL record needs doc_text and doc_span_annotations)")
-        spans = tuple(_span(where, s, len(text), "characters") for s in r.get("doc_span_annotations", []))
-        docs.append(ELDocument(r.get("doc_id", n), text, spans))
-    return docs
+    return [el_document(r, f"{path}:{n}", n) for n, r in iter_jsonl(path)]
 
 
 def read_re(path: str | Path) -> list[REDocument]:
-    docs = []
-    for n, r in iter_jsonl(path):
-        where = f"{path}:{n}"
-        words = r.get("doc_words")
-        if not isinstance(words, list) or not all(isinstance(w, str) and w for w in words):
-            raise DataError(f"{where}: 'doc_words' must be a list of non-empty strings (an RE record)")
-        spans = tuple(_span(where, s, len(words), "words") for s in r.get("doc_span_annotations", []))
-        triplets = []
-        for t in r.get("doc_triplet_annotations", []):
-            if not isinstance(t, dict) or not {"subject", "relation", "object"} <= t.keys():
-                raise DataError(f"{where}: a triplet needs subject, relation and object, got {t!r}")
-            s = _span(where, t["subject"], len(words), "words")
-            o = _span(where, t["object"], len(words), "words")
-            triplets.append(((s[0], s[1]), str(t["relation"]), (o[0], o[1])))
-        docs.append(REDocument(r.get("doc_id", n), tuple(words), spans, tuple(triplets)))
-    return docs
+    return [re_document(r, f"{path}:{n}", n) for n, r in iter_jsonl(path)]
+
+
+def re_document(r: dict[str, Any], where: str, default_id: Any = None) -> REDocument:
+    """One RE record (`doc_words`, word spans, `doc_triplet_annotations`), validated."""
+    words = r.get("doc_words")
+    if not isinstance(words, list) or not all(isinstance(w, str) and w for w in words):
+        raise DataError(f"{where}: 'doc_words' must be a list of non-empty strings (an RE record)")
+    spans = tuple(_span(where, s, len(words), "words") for s in r.get("doc_span_annotations", []))
+    triplets = []
+    for t in r.get("doc_triplet_annotations", []):
+        if not isinstance(t, dict) or not {"subject", "relation", "object"} <= t.keys():
+            raise DataError(f"{where}: a triplet needs subject, relation and object, got {t!r}")
+        s = _span(where, t["subject"], len(words), "words")
+        o = _span(where, t["object"], len(words), "words")
+        triplets.append(((s[0], s[1]), str(t["relation"]), (o[0], o[1])))
+    return REDocument(r.get("doc_id", default_id), tuple(words), spans, tuple(triplets))

@@ -63,13 +63,16 @@ def replicated(mesh: Mesh) -> NamedSharding:
     return NamedSharding(mesh, PartitionSpec())
 
 
-def shard_batch(batch: Mapping[str, np.ndarray], mesh: Mesh) -> dict[str, jax.Array]:
-    """Places a host batch on the mesh, split along 'data' (its first axis must divide)."""
+def shard_batch(
+    batch: Mapping[str, np.ndarray], mesh: Mesh, replicated_keys: Sequence[str] = ()
+) -> dict[str, jax.Array]:
+    """Places a host batch on the mesh, split along 'data' (its first axis must divide); the
+    `replicated_keys` fields (the same on every host, e.g. a batch's shared passages) are replicated."""
     n = mesh.shape["data"]
     out = {}
     for k, v in batch.items():
         v = np.asarray(v)
-        if v.ndim == 0:
+        if v.ndim == 0 or k in replicated_keys:
             out[k] = jax.device_put(v, replicated(mesh))
             continue
         if v.shape[0] % n:

@@ -260,6 +260,11 @@ def re_rows(
 
 DEFAULT_LENGTH_BUCKETS = (64, 128, 256, 384, 512)
 DEFAULT_COLUMN_BUCKETS = (4, 8, 16, 32, 64, 128)
+# Training batches pad less (every padded entity costs E² relation cells): more shapes, each
+# compiled once per run.
+TRAIN_LENGTH_BUCKETS = (32, 48, 64, 80, 96, 128, 160, 192, 256, 320, 384, 448, 512)
+TRAIN_COLUMN_BUCKETS = (1, 2, 3, 4, 5, 6, 7, 8, 12, 16, 24, 32, 48, 64, 96, 128)
+TRAIN_CAP_BUCKETS = (6, 12, 24, 48, 96, 128)
 
 
 def collate(

@@ -46,14 +46,16 @@ class DPRSample:
 
 
 def read_dpr(path: str | Path) -> list[DPRSample]:
-    out = []
-    for n, r in iter_jsonl(path):
-        if not isinstance(r.get("question"), str) or not r.get("positive_ctxs"):
-            raise DataError(f"{path}:{n}: a DPR record needs a 'question' string and a non-empty 'positive_ctxs'")
+    return [dpr_sample(r, f"{path}:{n}") for n, r in iter_jsonl(path)]
 
-        lists = [_ctx_texts(r, key, f"{path}:{n}") for key in ("positive_ctxs", "negative_ctxs", "hard_negative_ctxs")]
-        out.append(DPRSample(r["question"], *lists))
-    return out
+
+def dpr_sample(r: dict[str, Any], where: str, default_id: Any = None) -> DPRSample:
+    """One DPR record (`question`, `positive_ctxs`, optional `negative_ctxs` / `hard_negative_ctxs`)."""
+    del default_id
+    if not isinstance(r.get("question"), str) or not r.get("positive_ctxs"):
+        raise DataError(f"{where}: a DPR record needs a 'question' string and a non-empty 'positive_ctxs'")
+    lists = [_ctx_texts(r, key, where) for key in ("positive_ctxs", "negative_ctxs", "hard_negative_ctxs")]
+    return DPRSample(r["question"], *lists)
 
 
 def _ctx_texts(record: dict, key: str, where: str) -> list[str]:

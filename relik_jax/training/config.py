@@ -1,0 +1,126 @@
+"""The defaults every config in `configs/` starts from (ml_collections), and the tiny CPU variant.
+
+A config file defines `get_config(arg)`; `--config=configs/x.py:tiny` passes `"tiny"`.
+"""
+
+from __future__ import annotations
+
+import ml_collections
+
+
+def base_config() -> ml_collections.ConfigDict:
+    c = ml_collections.ConfigDict()
+    c.kind = "reader"  # what is trained: reader (EL / RE / cIE) or retriever
+    c.seed = 0
+    c.init_from = ""  # a reader folder (ours or official) to start from
+    c.export = True  # write the best params as a reader folder in WORKDIR/export
+    c.compilation_cache = "~/.cache/relik_jax/xla"  # persistent XLA cache: reruns skip compiling ("" = off)
+
+    c.model = ml_collections.ConfigDict()
+    c.model.encoder = "minilm"  # a local Hugging Face folder, or "minilm" (the embedded default)
+    c.model.compute_dtype = "float32"  # or "bfloat16" (params stay float32)
+
+    c.reader = ml_collections.ConfigDict()
+    c.reader.task = "re"  # el | re | cie
+    c.reader.entity_symbols = 100
+    c.reader.relation_symbols = 24
+    c.reader.linears_hidden_size = 512
+    c.reader.use_last_k_layers = 1
+    c.reader.max_starts = 16  # caps of the static shapes (per row)
+    c.reader.max_entities = 32
+    c.reader.span_loss_weight = -1.0  # RE: weight of start + end losses vs 0.9 x relation (-1: official 1/20)
+
+    c.retriever = ml_collections.ConfigDict()  # kind = "retriever"
+    c.retriever.question_max_length = 64
+    c.retriever.passage_max_length = 64
+    c.retriever.passages_per_batch = 128  # passage rows per batch (positives + in-batch / hard negatives)
+    c.retriever.max_hard_negatives = 4
+    c.retriever.eval_k = 100
+
+    c.data = ml_collections.ConfigDict()
+    c.data.dataset = "sample_re"  # see relik_jax.data.tfds_builders.DATASETS
+    c.data.dir = ""  # the dataset's files (TFDS manual_dir); empty: the bundled sample
+    c.data.tfds_dir = ""  # where prepared array_record data goes (default ~/.cache/relik_jax/tfds)
+    c.data.relations = ""  # relations tsv (name<TAB>definition); default: the train split's relations
+    c.data.kb = ""  # entity titles (one per line / first column) for EL and cIE distractors
+    c.data.num_candidates = 20  # EL / cIE candidates per document (gold + distractors)
+    c.data.window_size = 32
+    c.data.window_stride = 16
+    c.data.max_length = 512
+    c.data.eval_split = "dev"
+    c.data.test_split = "test"  # evaluated with the best params at the end when it exists; "" to skip
+    c.data.prefetch = 4
+
+    c.train = ml_collections.ConfigDict()
+    c.train.batch_size = 32  # global, in rows
+    c.train.epochs = 10
+    c.train.steps = 0  # > 0 overrides epochs
+    c.train.dropout = True
+    c.train.rng_impl = "auto"  # dropout keys: auto | philox4x32 | threefry2x32
+
+    c.optim = ml_collections.ConfigDict()
+    c.optim.learning_rate = 5e-5  # the encoder's top layer
+    c.optim.head_learning_rate = 1e-3  # heads (0: same as learning_rate)
+    c.optim.layer_decay = 0.9
+    c.optim.weight_decay = 0.01
+    c.optim.warmup = 0.1  # a fraction of the updates, or a count when >= 1
+    c.optim.clip_norm = 1.0
+    c.optim.accumulate = 1
+    c.optim.b1 = 0.9
+    c.optim.b2 = 0.999
+    c.optim.eps = 1e-8
+
+    c.mesh = ml_collections.ConfigDict()
+    c.mesh.data = -1  # all devices
+    c.mesh.model = 1
+
+    c.checkpoint = ml_collections.ConfigDict()
+    c.checkpoint.every = 200
+    c.checkpoint.keep = 3
+    c.checkpoint.use_async = True
+
+    c.eval = ml_collections.ConfigDict()
+    c.eval.every = 0  # steps; 0: once per epoch
+    c.eval.batch_size = 32
+    c.eval.max_docs = 0  # 0: all
+    c.eval.tune_threshold = False  # RE / cIE: pick the relation threshold on dev after training
+    c.eval.threshold_grid = (0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9)
+
+    c.log = ml_collections.ConfigDict()
+    c.log.every = 10
+
+    c.distributed = ml_collections.ConfigDict()
+    c.distributed.initialize = False  # True on multi-host (TPU pods: the rest is auto-detected)
+    c.distributed.coordinator = ""  # host:port (not needed on Cloud TPU)
+    c.distributed.num_processes = 0
+    c.distributed.process_id = -1
+    return c
+
+
+def tiny(c: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
+    """The CPU/CI variant: the bundled sample, a few steps, small caps."""
+    c.data.dir = ""
+    c.data.dataset = (
+        "sample_el"
+        if c.kind == "retriever"
+        else {"el": "sample_el", "re": "sample_re", "cie": "sample_cie"}[c.reader.task]
+    )
+    c.data.relations = ""
+    c.data.kb = ""
+    c.data.num_candidates = 8
+    c.data.test_split = ""
+    c.train.batch_size = 8
+    c.train.epochs = 1
+    c.train.steps = 6
+    c.reader.entity_symbols = 16
+    c.reader.relation_symbols = 8
+    c.reader.max_starts = 8
+    c.reader.max_entities = 8
+    c.eval.every = 0
+    c.eval.max_docs = 8
+    c.eval.batch_size = 8
+    c.checkpoint.every = 2
+    c.log.every = 1
+    c.eval.tune_threshold = False
+    c.retriever.passages_per_batch = 32
+    return c

@@ -1,0 +1,289 @@
+"""Reader training: documents → windows → rows + gold labels → static batches; dev/test metrics.
+
+Candidates are given to the reader (reader-only training): RE reads every relation of the dataset;
+EL and cIE read each document's gold titles plus distractors sampled from the KB up to
+`data.num_candidates` (seeded per document, the same in every epoch and on every host).
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from tqdm.auto import tqdm
+
+from relik_jax.data import tfds_builders
+from relik_jax.data.formats import ELDocument
+from relik_jax.data.windows import given_words, spacy_words
+from relik_jax.errors import ConfigError, DataError
+from relik_jax.inference.outputs import NME
+from relik_jax.inference.reader import ReaderPipeline
+from relik_jax.jax_utils import bucket
+from relik_jax.models.reader import TASK_ALIASES, dummy_batch
+from relik_jax.reader import programs
+from relik_jax.reader.inputs import TRAIN_CAP_BUCKETS, TRAIN_COLUMN_BUCKETS, TRAIN_LENGTH_BUCKETS
+from relik_jax.reader.labels import collate_train, el_row_labels, re_row_labels
+from relik_jax.retrieval.passages import kb_titles, relation_passages
+
+log = logging.getLogger(__name__)
+
+
+def prf(tp: int, n_pred: int, n_gold: int) -> dict[str, float]:
+    p = tp / n_pred if n_pred else 0.0
+    r = tp / n_gold if n_gold else 0.0
+    return {"precision": p, "recall": r, "f1": 2 * p * r / (p + r) if p + r else 0.0}
+
+
+def _word_chars(words, span: tuple[int, int]) -> tuple[int, int]:
+    return words.starts[span[0]], words.end(span[1] - 1)
+
+
+class ReaderTask:
+    """Everything the generic loop needs to train a Reader (see `relik_jax.training.loop`)."""
+
+    def __init__(self, config: Any, *, model=None, params=None, tokenizer=None):
+        self.config = config
+        self.task = TASK_ALIASES.get(config.reader.task)
+        if self.task is None:
+            raise ConfigError(f"reader.task must be one of el, re, cie (or span, triplet), got {config.reader.task!r}")
+        data = config.data
+        kind = tfds_builders.dataset_spec(data.dataset).kind
+        if kind != ("el" if self.task == "span" else "re"):
+            raise ConfigError(f"dataset {data.dataset!r} holds {kind} records; a {config.reader.task} reader needs "
+                              f"{'el' if self.task == 'span' else 're'} records")  # fmt: skip
+        self.docs = {
+            split: tfds_builders.load_split(data.dataset, split, data.dir or None, data.tfds_dir or None)
+            for split in ("train", data.eval_split)
+        }
+        self.relations = self._relations() if self.task != "span" else []
+        self.kb = self._kb() if self.task != "triplet" else []
+        if model is None:
+            from relik_jax.reader.factory import new_reader
+
+            model, params, tokenizer = new_reader(
+                config.model.encoder,
+                self.task,
+                entity_symbols=config.reader.entity_symbols,
+                relation_symbols=max(config.reader.relation_symbols, len(self.relations)),
+                linears_hidden_size=config.reader.linears_hidden_size,
+                use_last_k_layers=config.reader.use_last_k_layers,
+                rng=jax.random.key(config.seed),
+                dtype=jnp.bfloat16 if config.model.compute_dtype == "bfloat16" else jnp.float32,
+            )
+        self.model, self.init_params, self.tokenizer = model, params, tokenizer
+        self.num_layers = model.config.encoder.num_layers
+        self.pipeline = ReaderPipeline(
+            model,
+            params,
+            tokenizer,
+            window_size=data.window_size,
+            window_stride=data.window_stride,
+            max_length=data.max_length,
+            batch_size=config.eval.batch_size,
+            max_starts=config.reader.max_starts,
+            max_entities=config.reader.max_entities,
+        )
+        self.rows, self.labels = self._training_rows(self.docs["train"])
+        if not self.rows:
+            raise DataError(f"the train split of {data.dataset!r} gives no reader rows")
+        self.batch_size = config.train.batch_size
+        self.main_metric = "triplet_f1" if self.task != "span" else "el_f1"
+
+    # ---- data ------------------------------------------------------------------------------
+
+    def _relations(self) -> list[str]:
+        path = self.config.data.relations
+        if not path and self.config.data.dataset.startswith("sample_"):
+            path = str(tfds_builders.SAMPLE_DIR / "relations.tsv")
+        if path:
+            names = list(relation_passages(path))
+        else:
+            names = sorted({r for d in self.docs["train"] for _, r, _ in d.triplets})
+        if not names:
+            raise DataError("no relation names: the train split has no triplets and data.relations is not set")
+        return names
+
+    def _kb(self) -> list[str]:
+        path = self.config.data.kb
+        if not path and self.config.data.dataset.startswith("sample_"):
+            path = str(tfds_builders.SAMPLE_DIR / "kb.tsv")
+        titles = kb_titles(path) if path else []
+        gold = {t for docs in self.docs.values() for d in docs for t in self._gold_titles(d)}
+        return sorted(set(titles) | gold)
+
+    @staticmethod
+    def _gold_titles(doc) -> list[str]:
+        return list(dict.fromkeys(s[2] for s in doc.spans if s[2] != NME))
+
+    def candidates(self, doc, salt: int) -> list[str]:
+        """Gold titles + seeded distractors from the KB, shuffled (EL / cIE)."""
+        gold = self._gold_titles(doc)
+        n = max(self.config.data.num_candidates, len(gold))
+        rng = random.Random(f"{self.config.seed}/{salt}/{doc.doc_id}")
+        pool = [t for t in rng.sample(self.kb, min(len(self.kb), n + len(gold))) if t not in set(gold)]
+        cands = gold + pool[: n - len(gold)]
+        rng.shuffle(cands)
+        return cands
+
+    def _doc_inputs(self, doc):
+        if isinstance(doc, ELDocument):
+            return doc.text, spacy_words(doc.text)
+        return given_words(doc.words)
+
+    def _training_rows(self, docs: Sequence[Any]):
+        rows, labels = [], []
+        it = tqdm(docs, desc="building training rows", unit="doc", disable=jax.process_index() != 0, leave=False)
+        for i, doc in enumerate(it):
+            text, words = self._doc_inputs(doc)
+            cands = self.relations if self.task == "triplet" else self.candidates(doc, salt=0)
+            rels = self.relations if self.task == "cie" else ()
+            _, doc_rows = self.pipeline.rows_for(i, text, words, cands, rels)
+            for row in doc_rows:
+                if self.task == "span":
+                    lab = el_row_labels(row, doc.spans)
+                else:
+                    spans = [(s, e, t) for s, e, t in doc.spans]
+                    lab = re_row_labels(row, spans, doc.triplets)
+                rows.append(row)
+                labels.append(lab)
+        return rows, labels
+
+    def steps_per_epoch(self) -> int:
+        return -(-len(self.rows) // self.batch_size)
+
+    def epoch_order(self, epoch: int) -> list[list[int]]:
+        """Row indices of each batch of `epoch`: shuffled, length-sorted within chunks of 16 batches
+        (less padding), batches shuffled. Deterministic in (seed, epoch): resuming and every host
+        see the same batches."""
+        rng = np.random.default_rng([self.config.seed, epoch])
+        order = rng.permutation(len(self.rows))
+        chunk = self.batch_size * 16
+        groups = []
+        for s in range(0, len(order), chunk):
+            idx = sorted(order[s : s + chunk].tolist(), key=lambda i: self.rows[i].length)
+            groups += [idx[j : j + self.batch_size] for j in range(0, len(idx), self.batch_size)]
+        perm = rng.permutation(len(groups))
+        return [groups[i] for i in perm]
+
+    def batch(self, indices: Sequence[int]) -> dict[str, np.ndarray]:
+        """The global batch of the rows `indices` (padded to the batch size)."""
+        labels = [self.labels[i] for i in indices]
+        r = self.config.reader
+
+        # the caps follow the batch (bucketed): the relation head's cost grows with entities²
+        def cap(n: int, limit: int) -> int:
+            return bucket(min(max(n, 1), limit), (*(b for b in TRAIN_CAP_BUCKETS if b < limit), limit))
+
+        starts = cap(max((len(x.starts) for x in labels), default=1), r.max_starts)
+        ents = cap(max((len(x.entities) for x in labels), default=1), r.max_entities)
+        b, _ = collate_train(
+            [self.rows[i] for i in indices],
+            labels,
+            self.task,
+            batch_size=self.batch_size,
+            max_starts=starts,
+            max_entities=ents,
+            length_buckets=(
+                *(b for b in TRAIN_LENGTH_BUCKETS if b < self.config.data.max_length),
+                self.config.data.max_length,
+            ),
+            column_buckets=TRAIN_COLUMN_BUCKETS,
+        )
+        b["row_valid"] = np.arange(self.batch_size) < len(indices)
+        return b
+
+    # ---- model -----------------------------------------------------------------------------
+
+    def abstract_params(self):
+        """Boxed abstract params (logical axis names), for the shardings."""
+        batch = dummy_batch(self.model.config)
+        return jax.eval_shape(lambda k: self.model.init(k, batch)["params"], jax.random.key(0))
+
+    def loss(self, params, batch, rng):
+        losses = programs.reader_losses(self.model, params, batch, deterministic=rng is None, rng=rng)
+        loss = losses["loss"]  # the official weighting
+        w = self.config.reader.span_loss_weight
+        if w >= 0 and self.task == "triplet":  # RE: re-weight the span losses against the relation loss
+            loss = w * (losses["start_loss"] + losses["end_loss"]) + 0.9 * losses["relation_loss"]
+        return loss, {k: v for k, v in losses.items() if k != "loss"}
+
+    # ---- evaluation ------------------------------------------------------------------------
+
+    def evaluate(
+        self, params, split: str | None = None, docs: Sequence[Any] | None = None, threshold: float | None = None
+    ) -> dict[str, float]:
+        """Metrics of `params` on a split (`threshold`: the relation threshold, default the model's)."""
+        split = split or self.config.data.eval_split
+        if docs is None:
+            docs = self.docs.get(split)
+            if docs is None:
+                d = self.config.data
+                docs = self.docs[split] = tfds_builders.load_split(d.dataset, split, d.dir or None, d.tfds_dir or None)
+        if self.config.eval.max_docs:
+            docs = docs[: self.config.eval.max_docs]
+        self.pipeline.params = params
+        if self.task == "span":
+            outs = self.pipeline([d.text for d in docs], candidates=[self.candidates(d, salt=1) for d in docs])
+            return self._el_metrics(docs, outs)
+        kw: dict[str, Any] = {"words": [list(d.words) for d in docs]}
+        if self.task == "cie":
+            kw.update(candidates=[self.candidates(d, salt=1) for d in docs], relations=self.relations)
+        else:
+            kw.update(candidates=self.relations)
+        return self._re_metrics(docs, self.pipeline(**kw, relation_threshold=threshold))
+
+    def _el_metrics(self, docs, outs) -> dict[str, float]:
+        tp = n_pred = n_gold = 0
+        for d, o in zip(docs, outs):
+            gold = {(s, e, t) for s, e, t in d.spans if t != NME}
+            pred = {(s.start, s.end, s.label) for s in o.spans if s.label != NME}
+            tp, n_pred, n_gold = tp + len(gold & pred), n_pred + len(pred), n_gold + len(gold)
+        return {f"el_{k}": v for k, v in prf(tp, n_pred, n_gold).items()}
+
+    def _re_metrics(self, docs, outs) -> dict[str, float]:
+        counts = {"triplet": [0, 0, 0], "span": [0, 0, 0], "link": [0, 0, 0]}
+
+        def add(name, gold, pred):
+            c = counts[name]
+            c[0] += len(gold & pred)
+            c[1] += len(pred)
+            c[2] += len(gold)
+
+        for d, o in zip(docs, outs):
+            _, words = given_words(d.words)
+            gold_t = {(*_word_chars(words, s), r, *_word_chars(words, ob)) for s, r, ob in d.triplets}
+            pred_t = {(t.subject.start, t.subject.end, t.relation, t.object.start, t.object.end) for t in o.triplets}
+            add("triplet", gold_t, pred_t)
+            add("span", {_word_chars(words, (s, e)) for s, e, _ in d.spans}, {(s.start, s.end) for s in o.spans})
+            if self.task == "cie":
+                gold_l = {(*_word_chars(words, (s, e)), t) for s, e, t in d.spans if t != NME}
+                add("link", gold_l, {(s.start, s.end, s.label) for s in o.spans if s.label != NME})
+        out = {}
+        for name, (tp, n_pred, n_gold) in counts.items():
+            if name == "link" and self.task != "cie":
+                continue
+            out.update({f"{name}_{k}": v for k, v in prf(tp, n_pred, n_gold).items()})
+        return out
+
+    # ---- export ----------------------------------------------------------------------------
+
+    def tune_threshold(self, params, grid: Sequence[float]) -> tuple[float, list[tuple[float, float]]]:
+        """The relation threshold with the best dev main metric, and the sweep."""
+        sweep = [(t, self.evaluate(params, threshold=t)[self.main_metric]) for t in grid]
+        return max(sweep, key=lambda x: x[1])[0], sweep
+
+    def export(self, params, folder: str | Path, threshold: float | None = None) -> Path:
+        import dataclasses
+
+        from relik_jax.convert.official import save_reader
+
+        config = self.model.config if threshold is None else dataclasses.replace(self.model.config, threshold=threshold)
+        return save_reader(
+            folder, config, jax.device_get(params), self.tokenizer, with_encoder_folder=self.task != "cie"
+        )
