@@ -30,17 +30,12 @@ from pathlib import Path
 
 import numpy as np
 
+from relik_jax.assets import official_python
+
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 BENCH = Path(os.environ.get("RELIK_JAX_SHARED", ROOT.parent / "shared")) / "bench"
 ROW_BUCKETS = (1, 2, 4, 8, 16, 32, 64)
-
-
-def official_python() -> Path | None:
-    env = os.environ.get("RELIK_OFFICIAL_PYTHON")
-    cache = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache"))
-    p = Path(env) if env else cache / "relik-official-venv" / "bin" / "python"
-    return p if p.is_file() else None
 
 
 def models_dir(python: Path) -> Path:

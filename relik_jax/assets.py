@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.util
+import os
 from pathlib import Path
 
 from relik_jax.errors import CheckpointError
@@ -24,6 +25,15 @@ def default_encoder_path() -> Path:
     if not (folder / "model.safetensors").is_file():
         raise CheckpointError(f"{folder} has no model.safetensors; reinstall with: {MINILM_INSTALL}")
     return folder
+
+
+def official_python() -> Path | None:
+    """The python of the official relik venv (`../shared/bench/setup_official.sh`), used as the
+    reference by tests and benchmarks: `$RELIK_OFFICIAL_PYTHON`, else the setup script's default."""
+    env = os.environ.get("RELIK_OFFICIAL_PYTHON")
+    cache = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache"))
+    p = Path(env) if env else cache / "relik-official-venv" / "bin" / "python"
+    return p if p.is_file() else None
 
 
 def resolve_model_path(name_or_path: str | Path) -> Path:

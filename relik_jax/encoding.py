@@ -20,17 +20,11 @@ from relik_jax.convert.hf import load_encoder, load_tokenizer
 from relik_jax.errors import ConfigError
 from relik_jax.jax_utils import bucket, power_of_two_buckets
 from relik_jax.models.encoders import EncoderConfig
-from relik_jax.models.encoders.layers import EncoderModule
+from relik_jax.models.encoders.layers import EncoderModule, mean_pool
 
 log = logging.getLogger(__name__)
 
 DEFAULT_LENGTH_BUCKETS = (32, 64, 128, 256, 384, 512)
-
-
-def mean_pool(hidden_BLH: jax.Array, mask_BL: jax.Array) -> jax.Array:
-    """Mean over real tokens (count clamped ≥ 1e-9, as sentence-transformers / GoldenRetriever)."""
-    m = mask_BL.astype(hidden_BLH.dtype)[..., None]
-    return (hidden_BLH * m).sum(1) / jnp.maximum(m.sum(1), 1e-9)
 
 
 def truncate_ids(tokenizer: Any, texts: Sequence[str], max_length: int) -> tuple[list[list[int]], int]:
@@ -47,6 +41,16 @@ def truncate_ids(tokenizer: Any, texts: Sequence[str], max_length: int) -> tuple
             cut += 1
         out.append(list(seq))
     return out, cut
+
+
+def pad_ids(ids: Sequence[Sequence[int]], rows: int, length: int) -> dict[str, np.ndarray]:
+    """`input_ids` / `attention_mask` `[rows, length]`: `ids` left-aligned, zeros elsewhere."""
+    input_ids = np.zeros((rows, length), np.int32)
+    mask = np.zeros((rows, length), np.int32)
+    for r, seq in enumerate(ids):
+        input_ids[r, : len(seq)] = seq
+        mask[r, : len(seq)] = 1
+    return {"input_ids": input_ids, "attention_mask": mask}
 
 
 class TextEncoder:
@@ -105,13 +109,7 @@ class TextEncoder:
         if truncated:
             log.warning("%d text(s) longer than %d tokens were truncated", truncated, self.max_length)
         length = bucket(max((len(i) for i in ids), default=1), self.length_buckets)
-        rows = bucket(len(ids), self.batch_buckets)
-        input_ids = np.zeros((rows, length), np.int32)
-        mask = np.zeros((rows, length), np.int32)
-        for r, seq in enumerate(ids):
-            input_ids[r, : len(seq)] = seq
-            mask[r, : len(seq)] = 1
-        return {"input_ids": input_ids, "attention_mask": mask}
+        return pad_ids(ids, bucket(len(ids), self.batch_buckets), length)
 
     def forward(self, batch: dict[str, np.ndarray]) -> tuple[jax.Array, jax.Array]:
         """`(last_hidden_state, mean_pooled)` of one padded batch."""

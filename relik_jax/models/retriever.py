@@ -17,7 +17,7 @@ import jax
 import jax.numpy as jnp
 
 from relik_jax.models.encoders import EncoderConfig, build_encoder
-from relik_jax.models.encoders.layers import layer_norm
+from relik_jax.models.encoders.layers import layer_norm, mean_pool
 
 Dtype = Any
 
@@ -36,12 +36,6 @@ class RetrieverConfig:
     @property
     def dim(self) -> int:
         return self.question.hidden_size
-
-
-def mean_pool(hidden_BLH: jax.Array, mask_BL: jax.Array) -> jax.Array:
-    """Mean over the real tokens (count clamped ≥ 1e-9, as the official)."""
-    m = mask_BL.astype(jnp.float32)[..., None]
-    return (hidden_BLH * m).sum(1) / jnp.maximum(m.sum(1), 1e-9)
 
 
 class _Tower(nn.Module):

@@ -20,7 +20,7 @@ import numpy as np
 
 from relik_jax.assets import resolve_model_path
 from relik_jax.convert.hf import load_encoder, load_tokenizer, read_state_dict, save_encoder
-from relik_jax.encoding import DEFAULT_LENGTH_BUCKETS, truncate_ids
+from relik_jax.encoding import DEFAULT_LENGTH_BUCKETS, pad_ids, truncate_ids
 from relik_jax.errors import CheckpointError, ConfigError
 from relik_jax.jax_utils import bucket, power_of_two_buckets
 from relik_jax.models.encoders import EncoderConfig
@@ -166,13 +166,7 @@ class DenseRetriever:
         self._truncated += cut
         buckets = (*(b for b in self.length_buckets if b < max_length), max_length)
         length = bucket(max((len(i) for i in ids), default=1), buckets)
-        rows = rows or bucket(len(ids), power_of_two_buckets(self.batch_size))
-        input_ids = np.zeros((rows, length), np.int32)
-        mask = np.zeros((rows, length), np.int32)
-        for r, seq in enumerate(ids):
-            input_ids[r, : len(seq)] = seq
-            mask[r, : len(seq)] = 1
-        return {"input_ids": input_ids, "attention_mask": mask}
+        return pad_ids(ids, rows or bucket(len(ids), power_of_two_buckets(self.batch_size)), length)
 
     def _embed_texts(self, texts: Sequence[str], kind: str, progress: bool) -> np.ndarray:
         texts = list(texts)

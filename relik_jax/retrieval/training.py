@@ -26,6 +26,7 @@ from relik_jax.data.jsonl import iter_jsonl
 from relik_jax.data.windows import given_words, make_windows, spacy_words
 from relik_jax.errors import DataError
 from relik_jax.models.retriever import BiEncoder, multi_label_nce_loss
+from relik_jax.training.optim import schedule
 from relik_jax.training.state import TrainState
 
 
@@ -226,14 +227,7 @@ def fit(
     (ids, passages)`, an index over those passages is rebuilt before each epoch after the first
     and hard negatives are mined from it. Returns the mean loss of each epoch."""
     steps = epochs * -(-len(samples) // questions)
-    warm = max(1, steps // 10)
-    lr = optax.join_schedules(
-        [
-            optax.linear_schedule(0.0, learning_rate, warm),
-            optax.linear_schedule(learning_rate, 0.0, max(1, steps - warm)),
-        ],
-        [warm],
-    )
+    lr = schedule(learning_rate, steps, max(1, steps // 10))
     tx = optax.chain(optax.clip_by_global_norm(1.0), optax.adamw(lr, weight_decay=0.01))
     step = make_train_step(retriever.model, tx, dropout=dropout)
     state = TrainState.create(retriever.params, tx)

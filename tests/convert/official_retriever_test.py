@@ -10,9 +10,9 @@ import sys
 import numpy as np
 import pytest
 
+from relik_jax.assets import official_python
 from relik_jax.data.jsonl import read_jsonl
 from relik_jax.retrieval.retriever import DenseRetriever
-from tests.convert.official_test import _official_python
 
 
 def _convert(*args):
@@ -61,7 +61,7 @@ print(json.dumps([[x.document.text for x in hits] for hits in out]))
 
 
 def test_official_package_retrieves_with_our_export(exported, fixtures_dir):
-    python = _official_python()
+    python = official_python()
     if python is None:
         pytest.skip(
             "official relik venv not found: run ../shared/bench/setup_official.sh (or set RELIK_OFFICIAL_PYTHON)"

@@ -6,13 +6,13 @@ import json
 import os
 import subprocess
 import sys
-from pathlib import Path
 
 import jax
 import numpy as np
 import pytest
 from safetensors.numpy import load_file
 
+from relik_jax.assets import official_python
 from relik_jax.convert.official import load_reader
 from relik_jax.errors import CheckpointError
 
@@ -63,15 +63,6 @@ def test_convert_refuses_bad_folders_in_one_line(tmp_path, fixtures_dir):
         load_reader(folder)
 
 
-def _official_python() -> Path | None:
-    env = os.environ.get("RELIK_OFFICIAL_PYTHON")
-    cache = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache"))
-    for p in [Path(env)] if env else [cache / "relik-official-venv" / "bin" / "python"]:
-        if p.is_file():
-            return p
-    return None
-
-
 OFFICIAL_CHECK = r"""
 import json, os, sys, numpy as np, torch
 from relik.reader.pytorch_modules.hf.configuration_relik import RelikReaderConfig
@@ -95,7 +86,7 @@ print(json.dumps({"start": float(np.abs(out["ned_start_logits"].numpy() - z["b0_
 @pytest.mark.parametrize("task", TASKS)
 def test_official_package_loads_our_export(fixtures_dir, tmp_path, task):
     """relik 1.0.7 loads the folder we export and computes the official fixture logits with it."""
-    python = _official_python()
+    python = official_python()
     if python is None:
         pytest.skip(
             "official relik venv not found: run ../shared/bench/setup_official.sh (or set RELIK_OFFICIAL_PYTHON)"

@@ -126,6 +126,12 @@ class Dense(nn.Module):
         return y
 
 
+def mean_pool(hidden_BLH: jax.Array, mask_BL: jax.Array) -> jax.Array:
+    """Mean over real tokens (count clamped ≥ 1e-9, as sentence-transformers / GoldenRetriever)."""
+    m = mask_BL.astype(hidden_BLH.dtype)[..., None]
+    return (hidden_BLH * m).sum(1) / jnp.maximum(m.sum(1), 1e-9)
+
+
 def layer_norm(
     eps: float, axis_name: str | None = "embed", param_dtype: Dtype = jnp.float32, name: str | None = None
 ) -> nn.LayerNorm:
