@@ -31,6 +31,7 @@ from pathlib import Path
 import numpy as np
 
 from relik_jax.assets import official_python
+from relik_jax.jax_utils import bucket
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -53,19 +54,15 @@ def run_official(python: Path, task: str, n: int, reps: int, dump: Path) -> dict
     return json.loads(r.stdout.strip().splitlines()[-1])
 
 
-def _bucket(n: int, buckets) -> int:
-    return next(b for b in buckets if n <= b)
-
-
 def pad_batch(b: dict[str, np.ndarray], task: str) -> dict[str, np.ndarray]:
     """Pads a converted official batch to our static buckets (padding is masked / ignored)."""
     from relik_jax.reader.inputs import TRAIN_CAP_BUCKETS, TRAIN_COLUMN_BUCKETS, TRAIN_LENGTH_BUCKETS
 
     rows, length = b["input_ids"].shape
-    R, L = _bucket(rows, ROW_BUCKETS), _bucket(length, TRAIN_LENGTH_BUCKETS)
-    C = _bucket(b["symbol_pos"].shape[1], TRAIN_COLUMN_BUCKETS)
-    S = _bucket(b["gold_starts"].shape[1], TRAIN_CAP_BUCKETS)
-    E = _bucket(b["gold_ent_start"].shape[1], TRAIN_CAP_BUCKETS)
+    R, L = bucket(rows, ROW_BUCKETS), bucket(length, TRAIN_LENGTH_BUCKETS)
+    C = bucket(b["symbol_pos"].shape[1], TRAIN_COLUMN_BUCKETS)
+    S = bucket(b["gold_starts"].shape[1], TRAIN_CAP_BUCKETS)
+    E = bucket(b["gold_ent_start"].shape[1], TRAIN_CAP_BUCKETS)
     fill = {"prediction_mask": 1, "start_labels": -100, "end_labels": -100, "relation_labels": -100}
     target = {"L": L, "C": C, "S": S, "E": E}
     layout = {

@@ -47,6 +47,11 @@ def bucket(n: int, buckets: Sequence[int]) -> int:
     raise ValueError(f"{n} exceeds the largest bucket {max(buckets)}")
 
 
+def capped_buckets(buckets: Sequence[int], limit: int) -> tuple[int, ...]:
+    """The buckets below `limit`, then `limit` itself (the largest bucket is the cap)."""
+    return (*(b for b in buckets if b < limit), limit)
+
+
 def power_of_two_buckets(max_size: int) -> tuple[int, ...]:
     """1, 2, 4, … up to and including `max_size`."""
     out, b = [], 1

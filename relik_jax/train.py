@@ -19,8 +19,6 @@ log = logging.getLogger("relik_jax.train")
 _CONFIG = config_flags.DEFINE_config_file("config", None, "an ml_collections config file (configs/*.py[:variant])")
 _WORKDIR = flags.DEFINE_string("workdir", None, "checkpoints, metrics and the export go here (default: runs/<config>)")
 
-SAMPLES = {"el": "sample_el", "re": "sample_re", "cie": "sample_cie"}
-
 
 def init_distributed(config) -> None:
     """`jax.distributed.initialize` when the config asks for it (before anything touches devices)."""
@@ -39,16 +37,15 @@ def init_distributed(config) -> None:
 
 def use_sample_when_no_data(config) -> str | None:
     """With no `data.dir`, a real dataset is replaced by the bundled sample of the same task."""
-    if config.data.dir or config.data.dataset.startswith("sample_"):
+    from relik_jax.data.tfds_builders import DATASETS
+    from relik_jax.training.config import use_sample
+
+    spec = DATASETS.get(config.data.dataset)
+    if config.data.dir or (spec is not None and spec.sample):
         return None
     real = config.data.dataset
     with config.unlocked():
-        config.data.dataset = (
-            "sample_el" if config.kind == "retriever" else SAMPLES.get(config.reader.task, "sample_re")
-        )
-        config.data.test_split = ""
-        config.data.relations = ""
-        config.data.kb = ""
+        use_sample(config)
     return real
 
 
@@ -90,12 +87,7 @@ def main(argv) -> int:
     result = train_and_evaluate(config, workdir, task=task)
     rows = {config.data.eval_split: result.best}
     threshold = None
-    best_params = None
-    if result.best_step is not None and (config.data.test_split or config.eval.tune_threshold):
-        import orbax.checkpoint as ocp
-
-        with ocp.CheckpointManager(result.workdir / "best", item_names=("params", "meta")) as m:
-            best_params = m.restore(result.best_step, args=ocp.args.Composite(params=ocp.args.StandardRestore())).params
+    best_params = result.best_params
     if (
         best_params is not None
         and config.eval.tune_threshold

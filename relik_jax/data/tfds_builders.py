@@ -71,6 +71,11 @@ def source_dir(name: str, manual_dir: str | Path | None) -> Path:
     return Path(manual_dir).expanduser().resolve()
 
 
+def sample_file(name: str, file: str) -> str:
+    """A file of the bundled sample (`kb.tsv`, `relations.tsv`) when `name` is a sample dataset, else ""."""
+    return str(SAMPLE_DIR / file) if dataset_spec(name).sample else ""
+
+
 def dataset_spec(name: str) -> DatasetSpec:
     if name not in DATASETS:
         raise ConfigError(f"unknown dataset {name!r}; known: {', '.join(sorted(DATASETS))}")
@@ -149,6 +154,11 @@ def prepare(name: str, manual_dir: str | Path | None = None, data_root: str | Pa
         log.info("preparing %s (%s) under %s", name, ", ".join(f"{s}: {p}" for s, p in files.items()), root)
         builder.download_and_prepare()
     return builder
+
+
+def load_config_split(data: Any, split: str):
+    """`load_split` for a config's `data` section (dataset, dir, tfds_dir)."""
+    return load_split(data.dataset, split, data.dir or None, data.tfds_dir or None)
 
 
 def load_split(name: str, split: str, manual_dir: str | Path | None = None, data_root: str | Path | None = None):

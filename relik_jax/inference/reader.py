@@ -20,7 +20,7 @@ import numpy as np
 from relik_jax.data.windows import Words, given_words, make_windows, spacy_words
 from relik_jax.errors import ConfigError, DataError
 from relik_jax.inference.outputs import RelikOutput, WindowOutput
-from relik_jax.jax_utils import bucket
+from relik_jax.jax_utils import bucket, capped_buckets
 from relik_jax.models.reader import Reader, relation_columns
 from relik_jax.reader import decode, programs
 from relik_jax.reader.inputs import (
@@ -73,7 +73,7 @@ class ReaderPipeline:
         self.max_starts, self.max_entities = max_starts, max_entities
         self.top_k = top_k
         self.relation_threshold = model.config.threshold if relation_threshold is None else relation_threshold
-        self.length_buckets = (*tuple(b for b in length_buckets if b < max_length), max_length)
+        self.length_buckets = capped_buckets(length_buckets, max_length)
         self.column_buckets = tuple(column_buckets)
         self.vocab = Vocab.from_tokenizer(tokenizer)
         self.candidate_encoder = CandidateEncoder(tokenizer, "[R-0]" if self.task == "triplet" else "[E-0]")

@@ -22,7 +22,7 @@ from relik_jax.assets import resolve_model_path
 from relik_jax.convert.hf import load_encoder, load_tokenizer, read_state_dict, save_encoder
 from relik_jax.encoding import DEFAULT_LENGTH_BUCKETS, pad_ids, truncate_ids
 from relik_jax.errors import CheckpointError, ConfigError
-from relik_jax.jax_utils import bucket, power_of_two_buckets
+from relik_jax.jax_utils import bucket, capped_buckets, power_of_two_buckets
 from relik_jax.models.encoders import EncoderConfig
 from relik_jax.models.retriever import BiEncoder, RetrieverConfig
 from relik_jax.retrieval.index import Index, params_fingerprint
@@ -164,8 +164,7 @@ class DenseRetriever:
         of two up to `batch_size`)."""
         ids, cut = truncate_ids(self.tokenizer, texts, max_length)
         self._truncated += cut
-        buckets = (*(b for b in self.length_buckets if b < max_length), max_length)
-        length = bucket(max((len(i) for i in ids), default=1), buckets)
+        length = bucket(max((len(i) for i in ids), default=1), capped_buckets(self.length_buckets, max_length))
         return pad_ids(ids, rows or bucket(len(ids), power_of_two_buckets(self.batch_size)), length)
 
     def _embed_texts(self, texts: Sequence[str], kind: str, progress: bool) -> np.ndarray:

@@ -97,18 +97,22 @@ def base_config() -> ml_collections.ConfigDict:
     return c
 
 
-def tiny(c: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
-    """The CPU/CI variant: the bundled sample, a few steps, small caps."""
+SAMPLES = {"el": "sample_el", "span": "sample_el", "re": "sample_re", "triplet": "sample_re", "cie": "sample_cie"}
+
+
+def use_sample(c: ml_collections.ConfigDict) -> None:
+    """Points the data at the bundled sample of the config's task (no files, KB or test split)."""
     c.data.dir = ""
-    c.data.dataset = (
-        "sample_el"
-        if c.kind == "retriever"
-        else {"el": "sample_el", "re": "sample_re", "cie": "sample_cie"}[c.reader.task]
-    )
+    c.data.dataset = "sample_el" if c.kind == "retriever" else SAMPLES.get(c.reader.task, "sample_re")
     c.data.relations = ""
     c.data.kb = ""
-    c.data.num_candidates = 8
     c.data.test_split = ""
+
+
+def tiny(c: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
+    """The CPU/CI variant: the bundled sample, a few steps, small caps."""
+    use_sample(c)
+    c.data.num_candidates = 8
     c.train.batch_size = 8
     c.train.epochs = 1
     c.train.steps = 6

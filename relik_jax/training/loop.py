@@ -134,6 +134,7 @@ class TrainResult:
     best_step: int | None
     final: dict[str, float]
     export: Path | None
+    best_params: Any = None  # the best dev checkpoint's params (restored once, here)
 
 
 def _checkpoint_managers(workdir: Path, cfg) -> tuple[Any, Any]:
@@ -291,19 +292,21 @@ def train_and_evaluate(config, workdir: str | Path, *, task=None) -> TrainResult
         mngr.wait_until_finished()
         writer.close()
 
-    export = None
-    if meta["best_step"] is not None and config.export:
+    export = best_params = None
+    if meta["best_step"] is not None:
         import orbax.checkpoint as ocp
 
-        best = best_mngr.restore(
+        best_params = best_mngr.restore(
             meta["best_step"],
             args=ocp.args.Composite(params=ocp.args.StandardRestore(state.params), meta=ocp.args.JsonRestore()),
-        )
-        if is_main:
-            export = task.export(best.params, workdir / "export")
+        ).params
+        if is_main and config.export:
+            export = task.export(best_params, workdir / "export")
     best_mngr.close()
     mngr.close()
-    return TrainResult(workdir, max(start, total), meta.get("best_metrics") or {}, meta["best_step"], final, export)
+    return TrainResult(
+        workdir, max(start, total), meta.get("best_metrics") or {}, meta["best_step"], final, export, best_params
+    )
 
 
 def load_init_params(source: str | Path, params):

@@ -24,7 +24,7 @@ from relik_jax.data.windows import given_words, spacy_words
 from relik_jax.errors import ConfigError, DataError
 from relik_jax.inference.outputs import NME
 from relik_jax.inference.reader import ReaderPipeline
-from relik_jax.jax_utils import bucket
+from relik_jax.jax_utils import bucket, capped_buckets
 from relik_jax.models.reader import TASK_ALIASES, dummy_batch
 from relik_jax.reader import programs
 from relik_jax.reader.inputs import TRAIN_CAP_BUCKETS, TRAIN_COLUMN_BUCKETS, TRAIN_LENGTH_BUCKETS
@@ -57,10 +57,7 @@ class ReaderTask:
         if kind != ("el" if self.task == "span" else "re"):
             raise ConfigError(f"dataset {data.dataset!r} holds {kind} records; a {config.reader.task} reader needs "
                               f"{'el' if self.task == 'span' else 're'} records")  # fmt: skip
-        self.docs = {
-            split: tfds_builders.load_split(data.dataset, split, data.dir or None, data.tfds_dir or None)
-            for split in ("train", data.eval_split)
-        }
+        self.docs = {split: tfds_builders.load_config_split(data, split) for split in ("train", data.eval_split)}
         self.relations = self._relations() if self.task != "span" else []
         self.kb = self._kb() if self.task != "triplet" else []
         if model is None:
@@ -93,14 +90,15 @@ class ReaderTask:
         if not self.rows:
             raise DataError(f"the train split of {data.dataset!r} gives no reader rows")
         self.batch_size = config.train.batch_size
+        self.length_buckets = capped_buckets(TRAIN_LENGTH_BUCKETS, data.max_length)
+        self.starts_buckets = capped_buckets(TRAIN_CAP_BUCKETS, config.reader.max_starts)
+        self.entity_buckets = capped_buckets(TRAIN_CAP_BUCKETS, config.reader.max_entities)
         self.main_metric = "triplet_f1" if self.task != "span" else "el_f1"
 
     # ---- data ------------------------------------------------------------------------------
 
     def _relations(self) -> list[str]:
-        path = self.config.data.relations
-        if not path and self.config.data.dataset.startswith("sample_"):
-            path = str(tfds_builders.SAMPLE_DIR / "relations.tsv")
+        path = self.config.data.relations or tfds_builders.sample_file(self.config.data.dataset, "relations.tsv")
         if path:
             names = list(relation_passages(path))
         else:
@@ -110,9 +108,7 @@ class ReaderTask:
         return names
 
     def _kb(self) -> list[str]:
-        path = self.config.data.kb
-        if not path and self.config.data.dataset.startswith("sample_"):
-            path = str(tfds_builders.SAMPLE_DIR / "kb.tsv")
+        path = self.config.data.kb or tfds_builders.sample_file(self.config.data.dataset, "kb.tsv")
         titles = kb_titles(path) if path else []
         gold = {t for docs in self.docs.values() for d in docs for t in self._gold_titles(d)}
         return sorted(set(titles) | gold)
@@ -174,14 +170,10 @@ class ReaderTask:
     def batch(self, indices: Sequence[int]) -> dict[str, np.ndarray]:
         """The global batch of the rows `indices` (padded to the batch size)."""
         labels = [self.labels[i] for i in indices]
-        r = self.config.reader
-
         # the caps follow the batch (bucketed): the relation head's cost grows with entities²
-        def cap(n: int, limit: int) -> int:
-            return bucket(min(max(n, 1), limit), (*(b for b in TRAIN_CAP_BUCKETS if b < limit), limit))
-
-        starts = cap(max((len(x.starts) for x in labels), default=1), r.max_starts)
-        ents = cap(max((len(x.entities) for x in labels), default=1), r.max_entities)
+        n_starts = min(max((len(x.starts) for x in labels), default=1), self.starts_buckets[-1])
+        n_ents = min(max((len(x.entities) for x in labels), default=1), self.entity_buckets[-1])
+        starts, ents = bucket(n_starts, self.starts_buckets), bucket(n_ents, self.entity_buckets)
         b, _ = collate_train(
             [self.rows[i] for i in indices],
             labels,
@@ -189,10 +181,7 @@ class ReaderTask:
             batch_size=self.batch_size,
             max_starts=starts,
             max_entities=ents,
-            length_buckets=(
-                *(b for b in TRAIN_LENGTH_BUCKETS if b < self.config.data.max_length),
-                self.config.data.max_length,
-            ),
+            length_buckets=self.length_buckets,
             column_buckets=TRAIN_COLUMN_BUCKETS,
         )
         b["row_valid"] = np.arange(self.batch_size) < len(indices)
@@ -223,8 +212,7 @@ class ReaderTask:
         if docs is None:
             docs = self.docs.get(split)
             if docs is None:
-                d = self.config.data
-                docs = self.docs[split] = tfds_builders.load_split(d.dataset, split, d.dir or None, d.tfds_dir or None)
+                docs = self.docs[split] = tfds_builders.load_config_split(self.config.data, split)
         if self.config.eval.max_docs:
             docs = docs[: self.config.eval.max_docs]
         self.pipeline.params = params

@@ -28,7 +28,6 @@ class RetrieverTask:
     def __init__(self, config: Any):
         self.config = config
         d = config.data
-        kind = tfds_builders.dataset_spec(d.dataset).kind
         self.retriever = DenseRetriever.from_encoder(
             config.model.encoder,
             question_max_length=config.retriever.question_max_length,
@@ -40,14 +39,15 @@ class RetrieverTask:
         self.kb_passages: list[str] = []
         if d.kb:
             self.kb_passages = [entity_passage(t) for t in kb_titles(d.kb)]
-        self.samples = {s: self._samples(kind, s) for s in ("train", d.eval_split)}
+        self.samples = {s: self._samples(s) for s in ("train", d.eval_split)}
         if not self.samples["train"]:
             raise DataError(f"the train split of {d.dataset!r} gives no retriever samples (no gold passages)")
         self.batch_size = config.train.batch_size
 
-    def _samples(self, kind: str, split: str) -> list[rt.DPRSample]:
+    def _samples(self, split: str) -> list[rt.DPRSample]:
         d = self.config.data
-        docs = tfds_builders.load_split(d.dataset, split, d.dir or None, d.tfds_dir or None)
+        kind = tfds_builders.dataset_spec(d.dataset).kind
+        docs = tfds_builders.load_config_split(d, split)
         if kind == "dpr":
             return docs
         if kind == "el":
@@ -88,9 +88,7 @@ class RetrieverTask:
         split = split or self.config.data.eval_split
         samples = self.samples.get(split)
         if samples is None:
-            samples = self.samples[split] = self._samples(
-                tfds_builders.dataset_spec(self.config.data.dataset).kind, split
-            )
+            samples = self.samples[split] = self._samples(split)
         if self.config.eval.max_docs:
             samples = samples[: self.config.eval.max_docs]
         passages = list(
