@@ -20,7 +20,7 @@ import numpy as np
 from relik_jax.data.windows import Words, given_words, make_windows, spacy_words
 from relik_jax.errors import ConfigError, DataError
 from relik_jax.inference.outputs import RelikOutput, WindowOutput
-from relik_jax.jax_utils import bucket, capped_buckets
+from relik_jax.jax_utils import bucket, capped_buckets, power_of_two_buckets
 from relik_jax.models.reader import Reader, relation_columns
 from relik_jax.reader import decode, programs
 from relik_jax.reader.inputs import (
@@ -36,7 +36,9 @@ from relik_jax.reader.inputs import (
 )
 
 log = logging.getLogger(__name__)
-ENTITY_BUCKETS = (4, 8, 16, 32, 64)
+TEXT_BUCKETS = (64, 128)  # + the row length: end-head extents (32-word windows are ~40-60 pieces)
+FINE_BUCKETS = (1, 2, 4, 6, 8, 12, 16, 24, 32, 48, 64, 96, 128, 192, 256)  # entities, relations per row
+CELL_BUDGET = 1 << 16  # (subject, object, relation) cells per relation batch
 
 
 class ReaderPipeline:
@@ -85,8 +87,10 @@ class ReaderPipeline:
                 max_starts=max_starts,
                 max_entities=max_entities,
                 official_decisions=official_decisions,
-            )
+            ),
+            static_argnames="text_length",
         )
+        self._vectors = jax.jit(self._vectors_impl)
         self._relations = jax.jit(self._relations_impl)
         self.overflow = collections.Counter()
 
@@ -97,8 +101,13 @@ class ReaderPipeline:
         model, params, tokenizer = load_reader(folder, dtype=dtype)
         return cls(model, jax.device_put(params), tokenizer, **kwargs)
 
+    def text_buckets(self, length: int) -> tuple[int, ...]:
+        """Static end-head extents used with rows of padded `length` (see `programs.predict_spans`)."""
+        return capped_buckets(TEXT_BUCKETS, length)
+
     def warmup(self) -> int:
-        """Compiles the programs for every (length, columns[, entities]) bucket; returns how many."""
+        """Compiles the span programs for every (length, text extent, columns) bucket; returns how many.
+        (The small relation programs compile on first use.)"""
         n = 0
         for length in self.length_buckets:
             for cols in self.column_buckets:
@@ -110,20 +119,17 @@ class ReaderPipeline:
                     "symbol_pos": np.zeros((self.batch_size, cols), np.int32),
                     "symbol_valid": np.zeros((self.batch_size, cols), bool),
                 }
-                out = self._predict(self.params, batch)
-                n += 1
-                if self.task == "triplet":
-                    for eb in (*ENTITY_BUCKETS, self.max_entities):
-                        e = slice(0, min(eb, self.max_entities))
-                        self._relations(self.params, out["features"], out["ent_start"][:, e], out["ent_end"][:, e],
-                                        out["ent_valid"][:, e], batch["symbol_pos"], batch["symbol_valid"], jnp.float32(0.5))  # fmt: skip
-                        n += 1
-                jax.block_until_ready(out)
+                for text_length in self.text_buckets(length):
+                    jax.block_until_ready(self._predict(self.params, batch, text_length=text_length))
+                    n += 1
         return n
 
-    def _relations_impl(self, params, feats, ent_start, ent_end, ent_valid, pos, valid, threshold):
-        return programs.score_relations(
-            self.model, params, feats, ent_start, ent_end, ent_valid, pos, valid, threshold=threshold
+    def _vectors_impl(self, params, feats, ent_start, ent_end, pos):
+        return self.model.apply({"params": params}, feats, ent_start, ent_end, pos, method=Reader.relation_vectors)
+
+    def _relations_impl(self, params, subj, obj, rel, ent_valid, rel_valid, threshold):
+        return programs.relation_decisions(
+            self.model, params, subj, obj, rel, ent_valid, rel_valid, threshold=threshold
         )
 
     # ------------------------------------------------------------------------------------------
@@ -154,9 +160,18 @@ class ReaderPipeline:
         return windows, rows
 
     def predict_rows(self, rows: Sequence[Row], threshold: float) -> list[dict[str, np.ndarray]]:
-        """Per-row outputs (numpy) of the jitted programs, in the order of `rows`."""
+        """Per-row outputs (numpy) of the jitted programs, in the order of `rows`.
+
+        Spans (and links) run in batches of rows of similar length. Relations (RE, cIE) run in a
+        second pass over rows regrouped by their own entity and relation counts: the cell tensor is
+        `[E, E, R, D]` per row, so one crowded row must not make its whole batch pay for it.
+        """
         order = sorted(range(len(rows)), key=lambda i: rows[i].length)
-        per_row: list[dict[str, np.ndarray] | None] = [None] * len(rows)
+        per_row: list[dict[str, Any]] = [{} for _ in rows]
+        relations = self.model.config.relations
+        keys = ["ent_start", "ent_end", "ent_valid", "start_overflow", "entity_overflow"]
+        if self.model.config.links:
+            keys += ["link_column", "link_top_columns", "link_top_probs", "link_probs"]
         for s in range(0, len(order), self.batch_size):
             idx = order[s : s + self.batch_size]
             batch = collate(
@@ -165,29 +180,67 @@ class ReaderPipeline:
                 length_buckets=self.length_buckets,
                 column_buckets=self.column_buckets,
             )
-            out = self._predict(self.params, batch)
-            keys = ["ent_start", "ent_end", "ent_valid", "start_overflow", "entity_overflow"]
-            if self.model.config.links:
-                keys += ["link_column", "link_top_columns", "link_top_probs", "link_probs"]
-            host = jax.device_get({k: out[k] for k in keys})
-            if self.model.config.relations:
+            length = batch["input_ids"].shape[1]
+            text_length = bucket(max(rows[i].n_text for i in idx) + 2, self.text_buckets(length))
+            out = self._predict(self.params, batch, text_length=text_length)
+            host_out = {k: out[k] for k in keys}
+            if relations:
                 rel_pos, rel_valid = relation_columns(self.model.config, batch)
-                n = int(host["ent_valid"].sum(-1).max(initial=0))
-                eb = bucket(max(n, 1), (*ENTITY_BUCKETS, self.max_entities))
-                rel = self._relations(
-                    self.params, out["features"], out["ent_start"][:, :eb], out["ent_end"][:, :eb], out["ent_valid"][:, :eb],
-                    rel_pos, rel_valid, jnp.float32(threshold),
-                )  # fmt: skip
-                rel = jax.device_get({k: rel[k] for k in ("relation_probs", "relation_pred")})
-                host["ent_valid"] = host["ent_valid"][:, :eb]
+                subj, obj, rel = self._vectors(self.params, out["features"], out["ent_start"], out["ent_end"], rel_pos)
+                host_out.update(subj=subj, obj=obj, rel_vec=rel, rel_valid=rel_valid)
+            host = jax.device_get(host_out)
             self.overflow["starts"] += int(host["start_overflow"].sum())
             self.overflow["entities"] += int(host["entity_overflow"].sum())
             for j, i in enumerate(idx):
-                row_out = {k: v[j : j + 1] for k, v in host.items()}
-                if self.model.config.relations:
-                    row_out["rel"] = {k: v[j : j + 1] for k, v in rel.items()}
-                per_row[i] = row_out
+                per_row[i] = {k: v[j : j + 1] for k, v in host.items()}
+        if relations:
+            self._relations_pass(per_row, threshold)
         return per_row
+
+    def _relations_pass(self, per_row: list[dict[str, Any]], threshold: float) -> None:
+        """Adds `rel` (relation probabilities and decisions `[1, E, E, R]`) to every row output."""
+        groups: dict[tuple[int, int], list[int]] = collections.defaultdict(list)
+        for i, p in enumerate(per_row):
+            n_ent = int(p["ent_valid"].sum())
+            n_rel = p["n_rel"] = int(p.pop("rel_valid").sum())
+            if n_ent == 0 or n_rel == 0:
+                empty = np.zeros((1, 0, 0, n_rel), np.float32)
+                p["rel"] = {"relation_probs": empty, "relation_pred": empty.astype(bool)}
+                continue
+            groups[(bucket(n_ent, FINE_BUCKETS), bucket(n_rel, FINE_BUCKETS))].append(i)
+        for (e, r), members in sorted(groups.items()):
+            limit = max(1, min(self.batch_size, CELL_BUDGET // (e * e * r)))
+            limit = 1 << (limit.bit_length() - 1)  # a power of two: few row-count variants
+            for s in range(0, len(members), limit):
+                chunk = members[s : s + limit]
+                b = bucket(len(chunk), power_of_two_buckets(limit))
+                subj, obj, rel, ent_valid, rel_valid = self._relation_inputs([per_row[i] for i in chunk], b, e, r)
+                out = self._relations(self.params, subj, obj, rel, ent_valid, rel_valid, jnp.float32(threshold))
+                host = jax.device_get({k: out[k] for k in ("relation_probs", "relation_pred")})
+                for j, i in enumerate(chunk):
+                    per_row[i]["rel"] = {k: v[j : j + 1] for k, v in host.items()}
+        for p in per_row:
+            for k in ("subj", "obj", "rel_vec", "n_rel"):
+                p.pop(k, None)
+
+    @staticmethod
+    def _relation_inputs(outs: Sequence[dict[str, Any]], b: int, e: int, r: int):
+        """Per-row entity / relation vectors padded (or cut: valid ones come first) to `[b, e|r, D]`."""
+
+        def stack(key: str, n: int) -> np.ndarray:
+            first = outs[0][key]
+            x = np.zeros((b, n, first.shape[-1]), first.dtype)
+            for j, o in enumerate(outs):
+                v = o[key][0, :n]
+                x[j, : len(v)] = v
+            return x
+
+        ent_valid = np.zeros((b, e), bool)
+        rel_valid = np.zeros((b, r), bool)
+        for j, o in enumerate(outs):
+            ent_valid[j, : int(o["ent_valid"].sum())] = True
+            rel_valid[j, : o["n_rel"]] = True
+        return stack("subj", e), stack("obj", e), stack("rel_vec", r), ent_valid, rel_valid
 
     def __call__(
         self,

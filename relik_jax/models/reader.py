@@ -158,12 +158,22 @@ class Reader(nn.Module):
         self, feats_BLH, ent_start_BE, ent_end_BE, relation_pos_BR, deterministic: bool = True
     ) -> jax.Array:
         """RE: `[B, E, E, R, 2]` (subject, object, relation, class), unmasked."""
+        vectors = self.relation_vectors(feats_BLH, ent_start_BE, ent_end_BE, relation_pos_BR, deterministic)
+        return self.relation_cells(*vectors, deterministic)
+
+    def relation_vectors(
+        self, feats_BLH, ent_start_BE, ent_end_BE, relation_pos_BR, deterministic: bool = True
+    ) -> tuple[jax.Array, jax.Array, jax.Array]:
+        """RE, per entity and per relation (cheap): subject `[B, E, D]`, object `[B, E, D]`, relation `[B, R, D]`."""
         ents = jnp.concatenate([gather_rows(feats_BLH, ent_start_BE), gather_rows(feats_BLH, ent_end_BE)], axis=-1)
         so = self.re_projector(ents, deterministic)
         d = so.shape[-1] // 2
-        subj, obj = so[..., :d], so[..., d:]
         rel = self.re_relation_projector(gather_rows(feats_BLH, relation_pos_BR), deterministic)
-        cells = subj[:, :, None, None, :] * obj[:, None, :, None, :] * rel[:, None, None, :, :]
+        return so[..., :d], so[..., d:], rel
+
+    def relation_cells(self, subj_BED, obj_BED, rel_BRD, deterministic: bool = True) -> jax.Array:
+        """RE, per (subject, object, relation) cell (the costly part): `[B, E, E, R, 2]`."""
+        cells = subj_BED[:, :, None, None, :] * obj_BED[:, None, :, None, :] * rel_BRD[:, None, None, :, :]
         return self.re_classifier(cells, deterministic)
 
     def __call__(self, batch: dict[str, jax.Array], deterministic: bool = True) -> dict[str, jax.Array]:

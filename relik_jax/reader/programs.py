@@ -36,7 +36,14 @@ def _apply(model: Reader, params, method, *args, rngs=None, **kwargs):
 
 
 def predict_spans(
-    model: Reader, params, batch: Batch, *, max_starts: int, max_entities: int, official_decisions: bool = False
+    model: Reader,
+    params,
+    batch: Batch,
+    *,
+    max_starts: int,
+    max_entities: int,
+    official_decisions: bool = False,
+    text_length: int | None = None,
 ) -> dict[str, jax.Array]:
     """Encoder + start + end heads (+ EL linking): everything up to the entities of each row.
 
@@ -44,14 +51,23 @@ def predict_spans(
     symbol_pos / symbol_valid `[B, C]` (the `[CLS]`, `--NME--`, `[E-i]` columns, in order).
     `official_decisions` reproduces relik 1.0.7's EL decisions (an end may precede its start; the
     `[CLS]` column can win) for parity checks; the logits are the same either way.
+    `text_length` (static, > the last text position of every row) limits the end head to the
+    positions that can be ends: with 32-word windows and 100 candidates that is ~64 of 512
+    positions, and the `[B, S, L, H]` end-head activations are the reader's largest tensor. The
+    other positions get the masked logit they would get anyway.
     """
     c = model.config
     feats = _apply(model, params, Reader.features, batch["input_ids"], batch["attention_mask"], batch["token_type_ids"])
     pmask = batch["prediction_mask"].astype(bool)
     start = mask_logits(_apply(model, params, Reader.start_logits, feats), pmask)
     is_start = start[..., 1] > start[..., 0]  # argmax; a tie (every masked position) is no start
-    starts, start_valid, n_starts = first_k(is_start, max_starts)
-    end = _apply(model, params, Reader.end_logits, feats, starts)
+    length = pmask.shape[1]
+    text_length = length if text_length is None else min(text_length, length)
+    starts, start_valid, n_starts = first_k(is_start, min(max_starts, text_length))
+    end = _apply(model, params, Reader.end_logits, feats[:, :text_length], starts)
+    if text_length < length:
+        pad = [(0, 0), (0, 0), (0, length - text_length)] + [(0, 0)] * (end.ndim - 3)
+        end = jnp.pad(end, pad, constant_values=MASKED)
     positions = jnp.arange(pmask.shape[1])[None, None, :]
     before_start = positions < starts[..., None]  # [B, S, L]
     out = {
@@ -132,7 +148,16 @@ def score_relations(
     model: Reader, params, feats, ent_start, ent_end, ent_valid, relation_pos, relation_valid, *, threshold: float
 ) -> dict[str, jax.Array]:
     """RE: `[B, E, E, R]` probabilities and decisions for the given (already bucketed) entities."""
-    logits = _apply(model, params, Reader.relation_logits, feats, ent_start, ent_end, relation_pos)
+    vectors = _apply(model, params, Reader.relation_vectors, feats, ent_start, ent_end, relation_pos)
+    return relation_decisions(model, params, *vectors, ent_valid, relation_valid, threshold=threshold)
+
+
+def relation_decisions(
+    model: Reader, params, subj, obj, rel, ent_valid, relation_valid, *, threshold: float
+) -> dict[str, jax.Array]:
+    """RE from the per-entity / per-relation vectors of `Reader.relation_vectors`: logits,
+    probabilities and decisions `[B, E, E, R]`."""
+    logits = _apply(model, params, Reader.relation_cells, subj, obj, rel)
     probs = jax.nn.softmax(logits, axis=-1)[..., 1]
     valid = ent_valid[:, :, None, None] & ent_valid[:, None, :, None] & relation_valid.astype(bool)[:, None, None, :]
     return {"relation_logits": logits, "relation_probs": probs, "relation_pred": (probs > threshold) & valid}

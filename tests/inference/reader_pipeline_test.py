@@ -111,7 +111,7 @@ def test_reader_stream_compiles_once_per_bucket(fixtures_dir):
         length_buckets=(128, 256),
         column_buckets=(16, 64),
     )
-    assert pipe.warmup() == 6  # (128, 256, 512) lengths x (16, 64) columns
+    assert pipe.warmup() == 16  # (128, 256, 512) lengths x their text extents (64, 128, L) x (16, 64) columns
     rng = np.random.default_rng(0)
     vocab = [
         "the",
