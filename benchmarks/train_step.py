@@ -30,19 +30,13 @@ from pathlib import Path
 
 import numpy as np
 
-from relik_jax.assets import official_python
+from relik_jax.assets import official_models_dir, official_python
 from relik_jax.jax_utils import bucket
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 BENCH = Path(os.environ.get("RELIK_JAX_SHARED", ROOT.parent / "shared")) / "bench"
 ROW_BUCKETS = (1, 2, 4, 8, 16, 32, 64)
-
-
-def models_dir(python: Path) -> Path:
-    if os.environ.get("RELIK_OFFICIAL_MODELS"):
-        return Path(os.environ["RELIK_OFFICIAL_MODELS"])
-    return python.parents[2] / "relik-official-models"
 
 
 def run_official(python: Path, task: str, n: int, reps: int, dump: Path) -> dict:
@@ -153,7 +147,7 @@ def main(argv=None) -> int:
             dump = Path(tmp) / f"{task}.npz"
             official = run_official(python, task, args.n_batches, args.reps, dump)
             off = official["per_second_median"]["rows_per_s"]
-            folder = models_dir(python) / f"relik-reader-{task}-minilm"
+            folder = official_models_dir(python) / f"relik-reader-{task}-minilm"
             for dtype in ("fp32", "bf16"):
                 # each dtype in its own process: nothing compiled or allocated by one slows the other
                 code = (f"import json, sys; sys.path.insert(0, {str(ROOT)!r}); from benchmarks.train_step import relik_jax_side; "

@@ -36,6 +36,18 @@ def official_python() -> Path | None:
     return p if p.is_file() else None
 
 
+def official_models_dir(python: Path) -> Path:
+    """The models folder built by `setup_official.sh` for the venv of `python`, found as the official
+    `official.py` finds it: `$RELIK_OFFICIAL_MODELS`, the path recorded in the venv, or beside the venv."""
+    if os.environ.get("RELIK_OFFICIAL_MODELS"):
+        return Path(os.environ["RELIK_OFFICIAL_MODELS"])
+    venv = python.parent.parent
+    recorded = venv / "relik-official-models.path"
+    if recorded.is_file():
+        return Path(recorded.read_text().strip())
+    return venv.parent / "relik-official-models"
+
+
 def resolve_model_path(name_or_path: str | Path) -> Path:
     """`"minilm"` (the embedded default) or a local folder; hub names are refused with a reason."""
     if str(name_or_path).lower() in ("minilm", "default", "all-minilm-l6-v2"):

@@ -100,6 +100,9 @@ def main(argv) -> int:
             print("relation threshold on dev: " + ", ".join(f"{t:g}: {100 * f:.2f}" for t, f in sweep))
             if result.export:
                 task.export(best_params, result.export, threshold=threshold)
+    bundle = None
+    if best_params is not None and config.export and jax.process_index() == 0 and hasattr(task, "export_bundle"):
+        bundle = task.export_bundle(best_params, result.workdir / "bundle", threshold=threshold)
     if best_params is not None and config.data.test_split:
         from relik_jax.data.tfds_builders import source_files
 
@@ -113,6 +116,8 @@ def main(argv) -> int:
         print(f"metrics: {result.workdir / 'metrics.jsonl'}  tensorboard: {result.workdir / 'tensorboard'}")
         if result.export:
             print(f"exported reader: {result.export}")
+        if bundle:
+            print(f"inference bundle: {bundle}  (Relik.from_pretrained / python -m relik_jax.annotate {bundle} IN OUT)")
     return 0
 
 

@@ -38,6 +38,7 @@ class WindowOutput:
     span_probabilities: dict[tuple[int, int], list[tuple[str, float]]] = dataclasses.field(default_factory=dict)
     triplets: list[tuple[tuple[int, int], str, tuple[int, int], float]] = dataclasses.field(default_factory=list)
     candidates_read: list[list[str]] = dataclasses.field(default_factory=list)  # one list per row (patch)
+    retrieved: list[Any] = dataclasses.field(default_factory=list)  # retriever hits (id, text, score)
 
 
 @dataclasses.dataclass
@@ -49,12 +50,18 @@ class RelikOutput:
     triplets: list[Triplet] = dataclasses.field(default_factory=list)
     candidates: list[str] = dataclasses.field(default_factory=list)
     windows: list[WindowOutput] = dataclasses.field(default_factory=list)
-    words: list[str] = dataclasses.field(default_factory=list)
+    words: list[str] = dataclasses.field(default_factory=list)  # the tokens (spaCy words) of the text
+    word_starts: list[int] = dataclasses.field(default_factory=list)  # char offset of each word
+    id: Any = None
 
     def to_official_dict(self, task: str, with_windows: bool = False) -> dict[str, Any]:
         """The official `RelikOutput` jsonl shape: spans `[start, end, label, text]`, triplets."""
-        out: dict[str, Any] = {"text": self.text, "spans": [[s.start, s.end, s.label, s.text] for s in self.spans]}
-        if task == "triplet":
+        out: dict[str, Any] = {
+            "text": self.text,
+            "tokens": list(self.words),
+            "spans": [[s.start, s.end, s.label, s.text] for s in self.spans],
+        }
+        if task in ("triplet", "cie"):
             out["triplets"] = [
                 [[t.subject.start, t.subject.end, t.subject.label, t.subject.text], t.relation,
                  [t.object.start, t.object.end, t.object.label, t.object.text], t.confidence]
@@ -73,6 +80,7 @@ class RelikOutput:
                         [s, e, [list(x) for x in p]] for (s, e), p in sorted(w.span_probabilities.items())
                     ],
                     "triplets": [[list(a), r, list(b), c] for a, r, b, c in w.triplets],
+                    **({"retrieved": [[h.id, h.text, h.score] for h in w.retrieved]} if w.retrieved else {}),
                 }
                 for w in self.windows
             ]

@@ -7,6 +7,7 @@ jitted programs compile once per (length, columns[, entities]) bucket and never 
 from __future__ import annotations
 
 import collections
+import dataclasses
 import functools
 import logging
 from collections.abc import Sequence
@@ -17,7 +18,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from relik_jax.data.windows import Words, given_words, make_windows, spacy_words
+from relik_jax.data.windows import Window, Words, given_words, make_windows, spacy_words
 from relik_jax.errors import ConfigError, DataError
 from relik_jax.inference.outputs import RelikOutput, WindowOutput
 from relik_jax.jax_utils import bucket, capped_buckets, power_of_two_buckets
@@ -145,19 +146,30 @@ class ReaderPipeline:
         size: int | None = None,
         stride: int | None = None,
     ) -> tuple[list, list[Row]]:
-        """The windows of a document and their reader rows."""
+        """The windows of a document and their reader rows (every window reads `candidates`)."""
         size = size or self.window_size
         stride = self.window_stride if stride is None else stride
         windows = make_windows(text, words, size, stride, doc=doc)
-        pieces = tokenize_words(self.tokenizer, words)
+        prepared = Prepared(text, words, windows, [list(candidates)] * len(windows), list(relations))
+        return windows, self.rows(prepared)
+
+    def rows(self, doc: Prepared) -> list[Row]:
+        """The reader rows of a prepared document (each window with its own candidates)."""
+        if not doc.windows:
+            return []
+        pieces = tokenize_words(self.tokenizer, doc.words)
         kw: dict[str, Any] = {"max_length": self.max_length}
         if self.task == "cie":
-            if not relations:
+            if not doc.relations:
                 raise DataError("a cIE reader needs relation candidates (relations=...)")
-            kw.update(relations=relations, relation_encoder=self.relation_encoder)
-        build = re_rows if self.task == "triplet" else el_rows
-        rows = [r for w in windows for r in build(w, pieces, candidates, self.vocab, self.candidate_encoder, **kw)]
-        return windows, rows
+            kw.update(relations=doc.relations, relation_encoder=self.relation_encoder)
+        if self.task == "triplet":
+            return [r for w in doc.windows for r in re_rows(w, pieces, doc.relations, self.vocab, self.candidate_encoder, **kw)]  # fmt: skip
+        return [
+            r
+            for w, cands in zip(doc.windows, doc.candidates)
+            for r in el_rows(w, pieces, cands, self.vocab, self.candidate_encoder, **kw)
+        ]
 
     def predict_rows(self, rows: Sequence[Row], threshold: float) -> list[dict[str, np.ndarray]]:
         """Per-row outputs (numpy) of the jitted programs, in the order of `rows`.
@@ -254,57 +266,39 @@ class ReaderPipeline:
         window_stride: int | None = None,
     ) -> RelikOutput | list[RelikOutput]:
         """Annotates texts (or pre-tokenised `words`), every window reading its document's candidates
-        (cIE: entity `candidates` and relation candidates `relations`)."""
-        single = isinstance(texts, str) or (words is not None and words and isinstance(words[0], str))
-        docs_words: list[tuple[str, Words]]
-        if words is not None:
-            wl = [words] if single else list(words)
-            docs_words = [given_words(w) if w else ("", Words((), ())) for w in wl]
-        elif texts is not None:
-            tl = [texts] if single else list(texts)
-            for i, t in enumerate(tl):
-                if not isinstance(t, str):
-                    raise DataError(f"text {i} is a {type(t).__name__}, not a string")
-            docs_words = [(t, spacy_words(t)) for t in tl]
-        else:
-            raise DataError("pass texts or words")
+        (RE: `candidates` are the relation names; cIE: entity `candidates` and `relations`)."""
+        single, docs_words = documents(texts, words)
         if candidates is None:
             raise DataError("the reader-only pipeline needs candidates (one list per text, or one list for all)")
-        if (candidates and isinstance(candidates[0], str)) or not candidates:
-            candidates = [list(candidates)] * len(docs_words)
-        if len(candidates) != len(docs_words):
-            raise DataError(f"{len(candidates)} candidate lists for {len(docs_words)} texts")
-        relations = relations or []
-        if not relations or isinstance(relations[0], str):
-            relations = [list(relations)] * len(docs_words)
-        if len(relations) != len(docs_words):
-            raise DataError(f"{len(relations)} relation lists for {len(docs_words)} texts")
-        threshold = self.relation_threshold if relation_threshold is None else relation_threshold
+        candidates = per_document(candidates, len(docs_words), "candidate")
+        relations = per_document(relations or [], len(docs_words), "relation")
         size = window_size or self.window_size
         stride = self.window_stride if window_stride is None else window_stride
-        outputs = self._annotate(docs_words, candidates, relations, threshold, size, stride)
-        if self.overflow["starts"] or self.overflow["entities"]:
-            log.warning("caps reached: %s (raise max_starts / max_entities)", dict(self.overflow))
+        prepared = []
+        for d, ((text, w), cands, rels) in enumerate(zip(docs_words, candidates, relations)):
+            windows = make_windows(text, w, size, stride, doc=d)
+            if self.task == "triplet":
+                cands, rels = [], cands
+            prepared.append(Prepared(text, w, windows, [list(cands)] * len(windows), list(rels)))
+        outputs = self.annotate(prepared, relation_threshold)
         return outputs[0] if single else outputs
 
-    def _annotate(self, docs_words, candidates, relations, threshold, size, stride) -> list[RelikOutput]:
-        all_windows, all_rows = [], []
-        for d, ((text, words), cands, rels) in enumerate(zip(docs_words, candidates, relations)):
-            windows, rows = self.rows_for(d, text, words, list(cands), list(rels), size=size, stride=stride)
-            all_windows.append(windows)
-            all_rows.extend(rows)
+    def annotate(self, docs: Sequence[Prepared], relation_threshold: float | None = None) -> list[RelikOutput]:
+        """Reads prepared documents (their windows numbered `doc` = position in `docs`)."""
+        threshold = self.relation_threshold if relation_threshold is None else relation_threshold
+        before = sum(self.overflow.values())
+        all_rows = [r for doc in docs for r in self.rows(doc)]
         preds = self.predict_rows(all_rows, threshold) if all_rows else []
         by_window: dict[tuple[int, int], list[tuple[Row, dict]]] = collections.defaultdict(list)
         for row, p in zip(all_rows, preds):
             by_window[(row.window.doc, row.window.window_id)].append((row, p))
-        return [
-            self._document(d, text, windows, by_window, list(cands))
-            for d, ((text, _), windows, cands) in enumerate(zip(docs_words, all_windows, candidates))
-        ]
+        if sum(self.overflow.values()) > before:
+            log.warning("caps reached: %s (raise max_starts / max_entities)", dict(self.overflow))
+        return [self._document(d, doc, by_window) for d, doc in enumerate(docs)]
 
-    def _document(self, d, text, windows, by_window, candidates) -> RelikOutput:
+    def _document(self, d: int, doc: Prepared, by_window) -> RelikOutput:
         window_outputs, merged, re_spans, re_triplets = [], [], {}, set()
-        for w in windows:
+        for w in doc.windows:
             rows = by_window.get((d, w.window_id), [])
             wo = WindowOutput(w.window_id, w.offset, w.text, list(w.words), [], candidates_read=[
                 [c for c in r.columns if c is not None] for r, _ in rows])  # fmt: skip
@@ -328,8 +322,54 @@ class ReaderPipeline:
                         re_spans[span] = label
                 re_triplets |= triplets
             window_outputs.append(wo)
+        candidates = list(dict.fromkeys(c for cands in doc.candidates for c in cands))
+        if self.task == "triplet":
+            candidates = list(doc.relations)
+        words, starts = list(doc.words.texts), list(doc.words.starts)
         if self.task == "span":
-            spans = decode.finalize_el(text, window_outputs, merged)
-            return RelikOutput(text, spans, [], candidates, window_outputs)
-        spans, triplets = decode.finalize_re(text, re_spans, re_triplets)
-        return RelikOutput(text, spans, triplets, candidates, window_outputs)
+            spans = decode.finalize_el(doc.text, window_outputs, merged)
+            return RelikOutput(doc.text, spans, [], candidates, window_outputs, words, starts)
+        spans, triplets = decode.finalize_re(doc.text, re_spans, re_triplets)
+        return RelikOutput(doc.text, spans, triplets, candidates, window_outputs, words, starts)
+
+
+@dataclasses.dataclass
+class Prepared:
+    """A document ready for the reader: its words, windows and each window's candidates."""
+
+    text: str
+    words: Words
+    windows: list[Window]
+    candidates: list[list[str]]  # per window (EL / cIE entity candidates)
+    relations: list[str] = dataclasses.field(default_factory=list)  # RE / cIE relation candidates
+    retrieved: list[list[Any]] | None = None  # per window: the retriever's hits (when it chose them)
+
+
+def documents(
+    texts: str | Sequence[str] | None, words: Sequence[Any] | None = None
+) -> tuple[bool, list[tuple[str, Words]]]:
+    """`(single, [(text, words)])` from texts (spaCy words) or pre-tokenised documents."""
+    if words is not None:
+        single = bool(words) and isinstance(words[0], str)
+        wl = [words] if single else list(words)
+        return single, [given_words(w) if w else ("", Words((), ())) for w in wl]
+    if texts is None:
+        raise DataError("pass texts or words")
+    single = isinstance(texts, str)
+    tl = [texts] if single else list(texts)
+    for i, t in enumerate(tl):
+        if not isinstance(t, str):
+            raise DataError(f"text {i} is a {type(t).__name__}, not a string")
+    return single, [(t, spacy_words(t)) for t in tl]
+
+
+def per_document(lists: Sequence[Any], n: int, what: str) -> list[list[str]]:
+    """One list for every document (a flat list of strings is shared by all)."""
+    if not lists or isinstance(lists[0], str):
+        return [list(lists)] * n
+    if len(lists) != n:
+        raise DataError(f"{len(lists)} {what} lists for {n} texts")
+    for i, x in enumerate(lists):
+        if isinstance(x, str) or not all(isinstance(c, str) for c in x):
+            raise DataError(f"{what} list {i} is not a list of strings")
+    return [list(x) for x in lists]

@@ -109,12 +109,6 @@ class DenseRetriever:
         qdir = folder / "question_encoder"
         if not (qdir / "config.json").is_file():
             raise CheckpointError(f"{folder} is not a retriever folder (no question_encoder/config.json)")
-        q, qcfg, qpool = load_tower(qdir, dtype)
-        params = {"question_encoder": q}
-        pcfg, ppool = None, False
-        if (folder / "passage_encoder" / "config.json").is_file():
-            params["passage_encoder"], pcfg, ppool = load_tower(folder / "passage_encoder", dtype)
-        model = BiEncoder(RetrieverConfig(qcfg, pcfg, qpool, ppool), dtype=dtype)
         index = None
         if with_index and (folder / "index" / "index.json").is_file():
             index = Index.load(folder / "index")
@@ -126,7 +120,30 @@ class DenseRetriever:
             if key in meta:
                 kwargs.setdefault(key, meta[key])
         kwargs.setdefault("description", meta.get("description", str(folder)))
-        retriever = cls(model, jax.device_put(params), load_tokenizer(qdir), **kwargs)
+        passage = folder / "passage_encoder"
+        return cls.from_towers(
+            qdir, passage if (passage / "config.json").is_file() else None, index, dtype=dtype, **kwargs
+        )
+
+    @classmethod
+    def from_towers(
+        cls,
+        question: Path,
+        passage: Path | None = None,
+        index: Index | None = None,
+        *,
+        dtype: Any = jnp.float32,
+        **kwargs,
+    ) -> DenseRetriever:
+        """A retriever from encoder folders (an official ReLiK folder names them in its config.yaml)."""
+        q, qcfg, qpool = load_tower(Path(question), dtype)
+        params = {"question_encoder": q}
+        pcfg, ppool = None, False
+        if passage is not None:
+            params["passage_encoder"], pcfg, ppool = load_tower(Path(passage), dtype)
+        model = BiEncoder(RetrieverConfig(qcfg, pcfg, qpool, ppool), dtype=dtype)
+        kwargs.setdefault("description", str(question))
+        retriever = cls(model, jax.device_put(params), load_tokenizer(Path(question)), **kwargs)
         if index is not None:
             if not index.encoder.get("fingerprint"):
                 index.encoder["fingerprint"] = retriever.fingerprint  # official index: built by this encoder

@@ -13,7 +13,10 @@ def base_config() -> ml_collections.ConfigDict:
     c.kind = "reader"  # what is trained: reader (EL / RE / cIE) or retriever
     c.seed = 0
     c.init_from = ""  # a reader folder (ours or official) to start from
-    c.export = True  # write the best params as a reader folder in WORKDIR/export
+    c.export = True  # write the best params as a reader folder in WORKDIR/export and a bundle in WORKDIR/bundle
+    # the bundle's retriever (EL / cIE): "" = the untrained model.encoder over the KB titles, a retriever
+    # folder (e.g. a kind=retriever run's export), or "none" (reader only: pass candidates when annotating)
+    c.export_retriever = ""
     c.compilation_cache = "~/.cache/relik_jax/xla"  # persistent XLA cache: reruns skip compiling ("" = off)
 
     c.model = ml_collections.ConfigDict()

@@ -266,6 +266,32 @@ class ReaderTask:
         sweep = [(t, self.evaluate(params, threshold=t)[self.main_metric]) for t in grid]
         return max(sweep, key=lambda x: x[1])[0], sweep
 
+    def export_bundle(self, params, folder: str | Path, threshold: float | None = None) -> Path:
+        """An inference bundle (`Relik.from_pretrained`): the reader, the relation names and, for EL /
+        cIE, a retriever with an index over the KB titles (see `export_retriever` in the config)."""
+        from relik_jax.inference.relik import Relik, Settings
+        from relik_jax.retrieval.retriever import DenseRetriever
+
+        data = self.config.data
+        reader = ReaderPipeline(
+            self.model, jax.device_get(params), self.tokenizer,
+            window_size=data.window_size, window_stride=data.window_stride, max_length=data.max_length,
+            max_starts=self.config.reader.max_starts, max_entities=self.config.reader.max_entities,
+            relation_threshold=threshold,
+        )  # fmt: skip
+        retriever = None
+        source = self.config.get("export_retriever", "")
+        if self.task != "triplet" and source != "none" and self.kb:
+            if source:
+                retriever = DenseRetriever.load(source, with_index=False)
+            else:
+                retriever = DenseRetriever.from_encoder(self.config.model.encoder)
+            retriever.build_index(self.kb, self.kb, progress=False)
+        settings = Settings(
+            top_k=max(data.num_candidates, 1), window_size=data.window_size, window_stride=data.window_stride
+        )
+        return Relik(reader, retriever, relations=self.relations, settings=settings).save_pretrained(folder)
+
     def export(self, params, folder: str | Path, threshold: float | None = None) -> Path:
         import dataclasses
 

@@ -1,0 +1,249 @@
+"""Inference speed: relik_jax vs the official relik 1.0.7, same MiniLM models, same inputs, one session.
+
+    python benchmarks/vs_official.py [--json FILE] [--quick] [--rounds N]
+
+The official side is `../shared/bench/official.py` (its venv: `bash ../shared/bench/setup_official.sh`),
+run as a subprocess per measure, on the models that setup built (`relik-reader-{span,triplet}-minilm`,
+`relik-retriever-minilm` with its index over `passages.jsonl`). relik_jax loads those same folders
+(converted on the fly) and runs the same documents with the same settings: windows of 32 words,
+stride 16, max length 512, 100 candidates per window (EL: the file's, or the retriever's top 100 of
+2,213 passages), the relation names of each RE document.
+
+Measures (per second; ratio = relik_jax / official fp32):
+  el_reader_forward_*                  windows/s, reader forward over the rows of the EL documents
+  el_reader_only_end_to_end_*          docs/s, Relik(texts, candidates=...) (texts → spans + links)
+  el_retriever_reader_end_to_end_*     docs/s, Relik(texts) with the retriever choosing candidates
+  re_reader_forward_*, re_end_to_end_* windows/s and docs/s, RE (triplets)
+  retriever_queries_*                  queries/s, top-100 from query strings
+`*` = fp32 or bf16 (relik_jax compute dtype; the official side is always fp32). Each relik_jax dtype
+runs in its own process; an untimed pass compiles every shape first (--quick: one warm-up pass in
+all; the official side warms up too, see ../shared/bench/README.md §3). The table shows the median of the timed passes (min in
+JSON). Also printed: how far bf16 outputs agree with fp32 (documents with identical spans + links /
+triplets, and span-level agreement).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+BENCH = ROOT.parent / "shared" / "bench"
+sys.path.insert(0, str(ROOT))
+
+from relik_jax.assets import official_models_dir, official_python  # noqa: E402
+
+
+def official(python: Path, args: list[str]) -> dict:
+    cmd = [str(python), str(BENCH / "official.py"), *args, "--threads", "2"]
+    r = subprocess.run(cmd, capture_output=True, text=True, cwd=BENCH)
+    if r.returncode:
+        raise SystemExit(f"official.py {' '.join(args)} failed:\n{r.stderr[-3000:]}")
+    return json.loads(r.stdout.strip().splitlines()[-1])
+
+
+def read_jsonl(path: Path, n: int) -> list[dict]:
+    with path.open(encoding="utf-8") as f:
+        return [json.loads(line) for _, line in zip(range(n), f)]
+
+
+def timed(fn, reps: int) -> tuple[list[float], object]:
+    out, passes = None, []
+    for _ in range(reps):
+        t0 = time.perf_counter()
+        out = fn()
+        passes.append(time.perf_counter() - t0)
+    return passes, out
+
+
+def relik_jax_side(spec: dict) -> dict:
+    """All measures for one compute dtype (run in a fresh process)."""
+    import jax.numpy as jnp
+
+    from relik_jax.data.windows import make_windows, spacy_words
+    from relik_jax.inference.reader import Prepared, ReaderPipeline
+    from relik_jax.inference.relik import Relik
+    from relik_jax.retrieval.retriever import DenseRetriever
+
+    dtype = jnp.bfloat16 if spec["dtype"] == "bf16" else jnp.float32
+    models, reps = Path(spec["models"]), spec["reps"]
+    el = read_jsonl(BENCH / "el_docs.jsonl", spec["el_docs"])
+    re_docs = read_jsonl(BENCH / "re_docs.jsonl", spec["re_docs"])
+    queries = [q["text"] for q in read_jsonl(BENCH / "queries.jsonl", spec["queries"])]
+    retriever = DenseRetriever.load(models / "relik-retriever-minilm", dtype=dtype, batch_size=32)
+    # inside Relik the retriever stays fp32 (as from_pretrained loads it): ~1.5% of the time, and
+    # bf16 scores would reorder the top-100 and change the reader's candidates
+    fp32_retriever = DenseRetriever.load(models / "relik-retriever-minilm", batch_size=32)
+    span = Relik(ReaderPipeline.from_pretrained(models / "relik-reader-span-minilm", dtype=dtype, batch_size=spec["el_batch"]), fp32_retriever)  # fmt: skip
+    triplet = Relik(ReaderPipeline.from_pretrained(models / "relik-reader-triplet-minilm", dtype=dtype, batch_size=spec["re_batch"]))  # fmt: skip
+    texts, cands = [d["text"] for d in el], [d["candidates"] for d in el]
+    re_texts, re_cands = [d["text"] for d in re_docs], [d["candidates"] for d in re_docs]
+    res: dict = {}
+
+    def measure(name, fn, count, unit):
+        if not spec["quick"] or not res:
+            fn()  # compiles every shape of this workload
+        passes, out = timed(fn, reps)
+        res[name] = {"passes_s": passes, "count": count, "unit": unit}
+        return out
+
+    def rows_of(relik, texts_, cands_):
+        reader = relik.reader
+        prepared = []
+        for d, (t, c) in enumerate(zip(texts_, cands_)):
+            w = spacy_words(t)
+            ws = make_windows(t, w, 32, 16, doc=d)
+            if reader.task == "triplet":
+                prepared.append(Prepared(t, w, ws, [[]] * len(ws), c))
+            else:
+                prepared.append(Prepared(t, w, ws, [c] * len(ws)))
+        return [r for p in prepared for r in reader.rows(p)], sum(len(p.windows) for p in prepared)
+
+    el_rows, el_windows = rows_of(span, texts, cands)
+    res["el_windows"], res["el_rows"] = el_windows, len(el_rows)
+    measure("el_reader_forward", lambda: span.reader.predict_rows(el_rows, 0.5), el_windows, "windows/s")
+    outs = measure("el_reader_only_end_to_end", lambda: span(texts, cands), len(el), "docs/s")
+    res["el_outputs"] = [sorted([s.start, s.end, s.label] for s in o.spans) for o in outs]
+    outs = measure("el_retriever_reader_end_to_end", lambda: span(texts), len(el), "docs/s")
+    res["el_retrieved_outputs"] = [sorted([s.start, s.end, s.label] for s in o.spans) for o in outs]
+    re_rows, re_windows = rows_of(triplet, re_texts, re_cands)
+    res["re_windows"] = re_windows
+    measure("re_reader_forward", lambda: triplet.reader.predict_rows(re_rows, 0.5), re_windows, "windows/s")
+    outs = measure("re_end_to_end", lambda: triplet(re_texts, re_cands), len(re_docs), "docs/s")
+    res["re_outputs"] = [
+        sorted([t.subject.start, t.subject.end, t.relation, t.object.start, t.object.end] for t in o.triplets)
+        for o in outs
+    ]
+    res["re_spans"] = [sorted([s.start, s.end] for s in o.spans) for o in outs]
+    measure("retriever_queries", lambda: retriever.retrieve(queries, k=100), len(queries), "queries/s")
+    return res
+
+
+def run_ours(spec: dict) -> dict:
+    code = (
+        f"import json, sys; sys.path.insert(0, {str(ROOT)!r}); from benchmarks.vs_official import relik_jax_side; "
+        f"print(json.dumps(relik_jax_side({spec!r})))"
+    )
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    if r.returncode:
+        raise SystemExit(r.stderr[-3000:])
+    return json.loads(r.stdout.strip().splitlines()[-1])
+
+
+def agreement(a: list[list], b: list[list]) -> tuple[float, float]:
+    """(share of documents with identical outputs, span-level agreement |A∩B| / |A∪B|)."""
+    same = sum(x == y for x, y in zip(a, b)) / max(len(a), 1)
+    inter = union = 0
+    for x, y in zip(a, b):
+        sx, sy = {tuple(v) for v in x}, {tuple(v) for v in y}
+        inter += len(sx & sy)
+        union += len(sx | sy)
+    return same, inter / union if union else 1.0
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--json", help="write the rows here")
+    p.add_argument("--quick", action="store_true", help="2 EL docs, 20 RE docs, 200 queries, 1 timed pass (< 3 min)")
+    p.add_argument("--rounds", type=int, default=1, help="official/relik_jax rounds, interleaved")
+    p.add_argument("--reps", type=int, default=2, help="timed passes per measure and round")
+    p.add_argument("--el-docs", type=int, default=14)
+    p.add_argument("--re-docs", type=int, default=100)
+    p.add_argument("--queries", type=int, default=1000)
+    args = p.parse_args(argv)
+    if args.quick:
+        args.el_docs, args.re_docs, args.queries, args.reps, args.rounds = 1, 20, 200, 1, 1
+    python = official_python()
+    if python is None or not (BENCH / "official.py").is_file():
+        raise SystemExit("the official side is not set up: bash ../shared/bench/setup_official.sh")
+    models = official_models_dir(python)
+    warm_docs = "1" if args.quick else "3"
+    official_cmds = {
+        "el_reader_forward": (["reader", "--task", "span", "--input", "el_docs.jsonl", "--n-docs", str(args.el_docs),
+                               "--forward-only"], "windows_per_s"),
+        "el_reader_only_end_to_end": (["reader", "--task", "span", "--input", "el_docs.jsonl", "--n-docs",
+                                       str(args.el_docs), "--warmup-docs", warm_docs], "docs_per_s"),
+        "el_retriever_reader_end_to_end": (["reader", "--task", "span", "--input", "el_docs.jsonl", "--n-docs",
+                                            str(args.el_docs), "--retriever", "--warmup-docs", warm_docs], "docs_per_s"),
+        "re_reader_forward": (["reader", "--task", "triplet", "--input", "re_docs.jsonl", "--n-docs",
+                               str(args.re_docs), "--forward-only"], "windows_per_s"),
+        "re_end_to_end": (["reader", "--task", "triplet", "--input", "re_docs.jsonl", "--n-docs", str(args.re_docs),
+                           "--warmup-docs", warm_docs], "docs_per_s"),
+        "retriever_queries": (["retriever", "--passages", "passages.jsonl", "--queries", "queries.jsonl",
+                               "--n-queries", str(args.queries), "--top-k", "100"], "queries_per_s"),
+    }  # fmt: skip
+    spec = {"models": str(models), "reps": args.reps, "el_docs": args.el_docs, "re_docs": args.re_docs,
+            "queries": args.queries, "el_batch": 4, "re_batch": 8, "quick": args.quick}  # fmt: skip
+    off_passes: dict[str, list[float]] = {m: [] for m in official_cmds}
+    off_counts: dict[str, dict] = {}
+    ours: dict[str, dict[str, list[float]]] = {"fp32": {}, "bf16": {}}
+    last: dict[str, dict] = {}
+    t_start = time.perf_counter()
+    for rnd in range(args.rounds):
+        for name, (cmd, key) in official_cmds.items():
+            r = official(python, [*cmd, "--reps", str(args.reps)])
+            count = r["counts"][{"docs_per_s": "docs", "windows_per_s": "windows", "queries_per_s": "queries"}[key]]
+            off_passes[name] += r["seconds"]
+            off_counts[name] = {"count": count, **r["counts"]}
+            print(f"round {rnd + 1} official {name}: {[round(s, 2) for s in r['seconds']]} s", file=sys.stderr)
+        for dtype in ("fp32", "bf16"):
+            res = run_ours({**spec, "dtype": dtype})
+            last[dtype] = res
+            for name in official_cmds:
+                ours[dtype].setdefault(name, []).extend(res[name]["passes_s"])
+            print(f"round {rnd + 1} relik_jax {dtype}: " + ", ".join(
+                f"{n} {[round(s, 2) for s in res[n]['passes_s']]}" for n in official_cmds), file=sys.stderr)  # fmt: skip
+
+    rows = []
+    for dtype in ("fp32", "bf16"):
+        for name in official_cmds:
+            count = last[dtype][name]["count"]
+            ours_s, off_s = ours[dtype][name], off_passes[name]
+            off_count = off_counts[name]["count"]
+            mine = count / statistics.median(ours_s)
+            theirs = off_count / statistics.median(off_s)
+            rows.append({
+                "measure": f"{name}_{dtype}", "unit": last[dtype][name]["unit"],
+                "relik_jax_per_s": round(mine, 3), "official_per_s": round(theirs, 3), "ratio": round(mine / theirs, 3),
+                "relik_jax_best_per_s": round(count / min(ours_s), 3), "official_best_per_s": round(off_count / min(off_s), 3),
+                "relik_jax_passes_s": [round(s, 3) for s in ours_s], "official_passes_s": [round(s, 3) for s in off_s],
+                "count": count, "official_count": off_count, "official_dtype": "fp32",
+            })  # fmt: skip
+    a_el = agreement(last["fp32"]["el_outputs"], last["bf16"]["el_outputs"])
+    a_elr = agreement(last["fp32"]["el_retrieved_outputs"], last["bf16"]["el_retrieved_outputs"])
+    a_re = agreement(last["fp32"]["re_outputs"], last["bf16"]["re_outputs"])
+    a_res = agreement(last["fp32"]["re_spans"], last["bf16"]["re_spans"])
+    print(f"load average {os.getloadavg()[0]:.2f}; {args.rounds} round(s) x {args.reps} timed passes; "
+          f"{time.perf_counter() - t_start:.0f} s in all; EL {last['fp32']['el_windows']} windows "
+          f"({off_counts['el_reader_forward'].get('windows')} official), {last['fp32']['el_rows']} rows "
+          f"({off_counts['el_reader_forward'].get('reader_rows')} official); RE {last['fp32']['re_windows']} windows "
+          f"({off_counts['re_reader_forward'].get('windows')} official)")  # fmt: skip
+    print("| measure | unit | relik_jax | official (fp32) | ratio |")
+    print("|---|---|---|---|---|")
+    for r in rows:
+        print(
+            f"| {r['measure']} | {r['unit']} | {r['relik_jax_per_s']:.3f} | {r['official_per_s']:.3f} | {r['ratio']:.2f} |"
+        )
+    print(f"bf16 vs fp32 agreement — EL given candidates: {100 * a_el[0]:.1f}% of documents identical, "
+          f"{100 * a_el[1]:.2f}% of spans+links; EL retrieved: {100 * a_elr[0]:.1f}% / {100 * a_elr[1]:.2f}%; "
+          f"RE: {100 * a_re[0]:.1f}% of documents identical triplets, {100 * a_re[1]:.2f}% of triplets, "
+          f"{100 * a_res[1]:.2f}% of spans")  # fmt: skip
+    if args.json:
+        agree = {"el_reader_only_end_to_end_bf16": {"documents": a_el[0], "spans": a_el[1]},
+                 "el_retriever_reader_end_to_end_bf16": {"documents": a_elr[0], "spans": a_elr[1]},
+                 "re_end_to_end_bf16": {"documents": a_re[0], "triplets": a_re[1], "spans": a_res[1]}}  # fmt: skip
+        for r in rows:
+            if r["measure"] in agree:
+                r["agreement_with_fp32"] = agree[r["measure"]]
+        Path(args.json).write_text(json.dumps(rows, indent=2) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

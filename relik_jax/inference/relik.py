@@ -1,0 +1,277 @@
+"""`Relik`: text → windows → (retriever) candidates → reader → spans, links, triplets.
+
+    relik = Relik.from_pretrained("runs/rebel")          # a bundle, a training workdir, a reader or
+    out = relik("Marie Curie was born in Warsaw.")       # retriever folder, or an official ReLiK folder
+    out.spans, out.triplets, out.candidates, out.windows
+
+Modes, from what was loaded and what is passed:
+- retriever + reader: each window of the text is a query; its top-k passages are that window's
+  candidates (EL, cIE). RE reads the relation names the bundle stores (or `candidates=`).
+- reader only: `candidates=` given (one list for all texts or one per text), or no retriever loaded.
+- retriever only: no reader loaded; the output has each window's retrieved passages and no spans.
+
+`stream()` annotates an iterable of texts chunk by chunk, preparing the next chunk (spaCy words,
+windows, retrieval, reader rows) in a background thread while the reader runs on the current one.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import queue
+import threading
+from bisect import bisect_right
+from collections.abc import Iterable, Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+from relik_jax.data.windows import make_windows
+from relik_jax.errors import ConfigError, DataError
+from relik_jax.inference.outputs import RelikOutput, Span, Triplet, WindowOutput
+from relik_jax.inference.reader import Prepared, ReaderPipeline, documents, per_document
+
+ANNOTATION_TYPES = ("char", "word")
+
+
+@dataclasses.dataclass
+class Settings:
+    """Per-call settings with their defaults (a bundle stores its own)."""
+
+    top_k: int = 100
+    window_size: int = 32
+    window_stride: int = 16
+    relation_threshold: float | None = None  # None: the reader's own
+    annotation_type: str = "char"
+
+    def replace(self, **changes: Any) -> Settings:
+        changes = {k: v for k, v in changes.items() if v is not None}
+        out = dataclasses.replace(self, **changes)
+        out.validate()
+        return out
+
+    def validate(self) -> None:
+        if self.annotation_type not in ANNOTATION_TYPES:
+            raise ConfigError(f"annotation_type must be one of {ANNOTATION_TYPES}, got {self.annotation_type!r}")
+        if self.top_k < 1:
+            raise ConfigError(f"top_k must be >= 1, got {self.top_k}")
+        if self.window_size < 1 or self.window_stride < 1:
+            raise ConfigError(
+                f"window_size and window_stride must be >= 1, got {self.window_size}, {self.window_stride}"
+            )
+        if self.window_stride > self.window_size:
+            raise ConfigError(f"window_stride {self.window_stride} > window_size {self.window_size} would skip words")
+        t = self.relation_threshold
+        if t is not None and not 0.0 <= t <= 1.0:
+            raise ConfigError(f"relation_threshold must be in [0, 1], got {t}")
+
+
+class Relik:
+    """Retriever + reader annotator (either may be absent)."""
+
+    def __init__(
+        self,
+        reader: ReaderPipeline | None = None,
+        retriever: Any | None = None,
+        *,
+        relations: Sequence[str] = (),
+        settings: Settings | None = None,
+        **overrides: Any,
+    ):
+        if reader is None and retriever is None:
+            raise ConfigError("Relik needs a reader, a retriever, or both")
+        self.reader, self.retriever = reader, retriever
+        self.relations = list(relations)
+        self.settings = (settings or Settings()).replace(**overrides)
+
+    @property
+    def task(self) -> str:
+        """`span` (EL), `triplet` (RE), `cie`, or `retrieval` (no reader)."""
+        return self.reader.task if self.reader is not None else "retrieval"
+
+    @classmethod
+    def from_pretrained(cls, path: str | Path, *, dtype: Any = "float32", **kwargs: Any) -> Relik:
+        """A bundle, a training workdir, a reader or retriever folder (ours or official), or an
+        official ReLiK folder (`config.yaml`); see `relik_jax.inference.bundle.load`."""
+        from relik_jax.inference.bundle import load
+
+        return load(path, dtype=dtype, **kwargs)
+
+    def save_pretrained(self, folder: str | Path) -> Path:
+        """Writes a bundle folder that `Relik.from_pretrained` loads in one call."""
+        from relik_jax.inference.bundle import save
+
+        return save(self, folder)
+
+    # ---- annotation ------------------------------------------------------------------------
+
+    def __call__(
+        self,
+        texts: str | Sequence[str] | None = None,
+        candidates: Sequence[str] | Sequence[Sequence[str]] | None = None,
+        *,
+        words: Sequence[Any] | None = None,
+        relations: Sequence[str] | Sequence[Sequence[str]] | None = None,
+        top_k: int | None = None,
+        window_size: int | None = None,
+        window_stride: int | None = None,
+        relation_threshold: float | None = None,
+        annotation_type: str | None = None,
+    ) -> RelikOutput | list[RelikOutput]:
+        """Annotates one text (→ one output) or a list (→ a list); see the module docstring."""
+        s = self.settings.replace(
+            top_k=top_k, window_size=window_size, window_stride=window_stride,
+            relation_threshold=relation_threshold, annotation_type=annotation_type,
+        )  # fmt: skip
+        single, docs = documents(texts, words)
+        outputs = self._finish(self._prepare(docs, candidates, relations, s), s)
+        return outputs[0] if single else outputs
+
+    def stream(
+        self,
+        texts: Iterable[str],
+        *,
+        chunk_size: int = 64,
+        candidates: Iterable[Sequence[str] | None] | None = None,
+        **settings: Any,
+    ) -> Iterator[RelikOutput]:
+        """Outputs for an iterable of texts, in order, `chunk_size` documents at a time; the next
+        chunk is prepared in a background thread. `candidates`: an iterable parallel to `texts`."""
+        s = self.settings.replace(**settings)
+        cand_iter = iter(candidates) if candidates is not None else None
+        ready: queue.Queue = queue.Queue(maxsize=2)
+        stop = threading.Event()
+
+        def producer() -> None:
+            try:
+                chunk: list[str] = []
+                cands: list[Any] = []
+                for text in texts:
+                    chunk.append(text)
+                    cands.append(next(cand_iter) if cand_iter is not None else None)
+                    if len(chunk) == chunk_size:
+                        self._put(ready, stop, self._prepare_chunk(chunk, cands, s))
+                        chunk, cands = [], []
+                    if stop.is_set():
+                        return
+                if chunk:
+                    self._put(ready, stop, self._prepare_chunk(chunk, cands, s))
+                self._put(ready, stop, None)
+            except BaseException as e:  # handed to the consumer, raised there
+                self._put(ready, stop, e)
+
+        thread = threading.Thread(target=producer, name="relik-prepare", daemon=True)
+        thread.start()
+        try:
+            while (item := ready.get()) is not None:
+                if isinstance(item, BaseException):
+                    raise item
+                yield from self._finish(item, s)
+        finally:
+            stop.set()
+            while thread.is_alive():  # unblock a producer waiting on a full queue
+                try:
+                    ready.get_nowait()
+                except queue.Empty:
+                    thread.join(0.05)
+
+    @staticmethod
+    def _put(q: queue.Queue, stop: threading.Event, item: Any) -> None:
+        while not stop.is_set():
+            try:
+                q.put(item, timeout=0.1)
+                return
+            except queue.Full:
+                continue
+
+    def _prepare_chunk(self, texts: list[str], cands: list[Any], s: Settings) -> list[Prepared]:
+        _, docs = documents(texts)
+        if all(c is None for c in cands):
+            return self._prepare(docs, None, None, s)
+        if any(c is None for c in cands):
+            raise DataError("give candidates for every document of a stream or for none")
+        return self._prepare(docs, cands, None, s)
+
+    # ---- stages --------------------------------------------------------------------------
+
+    def _prepare(self, docs, candidates, relations, s: Settings) -> list[Prepared]:
+        """Windows, and each window's candidates (given, or retrieved)."""
+        n = len(docs)
+        task = self.task
+        windows = [make_windows(text, w, s.window_size, s.window_stride, doc=d) for d, (text, w) in enumerate(docs)]
+        if task == "triplet":  # candidates are relation names
+            rels = per_document(candidates if candidates is not None else self._default_relations(), n, "relation")
+            return [Prepared(t, w, ws, [[]] * len(ws), r) for (t, w), ws, r in zip(docs, windows, rels)]
+        if task == "cie":
+            rels = per_document(relations if relations is not None else self._default_relations(), n, "relation")
+        else:
+            rels = [[] for _ in range(n)]
+        retrieved: list[list[Any]] | None = None
+        if candidates is not None:
+            cands = per_document(candidates, n, "candidate")
+            per_window = [[c] * len(ws) for c, ws in zip(cands, windows)]
+        else:
+            if self.retriever is None:
+                raise DataError(
+                    "no retriever is loaded: pass candidates=[...] (one list for all texts or one per text)"
+                )
+            retrieved = self._retrieve([w.text for ws in windows for w in ws], s.top_k)
+            per_window, k = [], 0
+            for ws in windows:
+                hits = retrieved[k : k + len(ws)]
+                per_window.append([[h.text for h in hs] for hs in hits])
+                k += len(ws)
+        prepared = [Prepared(t, w, ws, pw, r) for (t, w), ws, pw, r in zip(docs, windows, per_window, rels)]
+        if retrieved is not None:
+            k = 0
+            for p in prepared:
+                p.retrieved = retrieved[k : k + len(p.windows)]
+                k += len(p.windows)
+        return prepared
+
+    def _default_relations(self) -> list[str]:
+        if not self.relations:
+            what = "candidates=[relation names]" if self.task == "triplet" else "relations=[relation names]"
+            raise DataError(f"this {self.task} model has no stored relation names: pass {what}")
+        return self.relations
+
+    def _retrieve(self, queries: list[str], k: int) -> list[list[Any]]:
+        if not queries:
+            return []
+        if self.retriever.index is None:
+            raise ConfigError("the retriever has no index: build one with `python -m relik_jax.index`")
+        return self.retriever.retrieve(queries, k=min(k, len(self.retriever.index)))
+
+    def _finish(self, prepared: list[Prepared], s: Settings) -> list[RelikOutput]:
+        if self.reader is not None:
+            outputs = self.reader.annotate(prepared, s.relation_threshold)
+        else:
+            outputs = [
+                RelikOutput(
+                    p.text,
+                    [],
+                    [],
+                    list(dict.fromkeys(c for cs in p.candidates for c in cs)),
+                    [WindowOutput(w.window_id, w.offset, w.text, list(w.words), []) for w in p.windows],
+                    list(p.words.texts),
+                    list(p.words.starts),
+                )
+                for p in prepared
+            ]
+        for p, out in zip(prepared, outputs):
+            for wo, hits in zip(out.windows, p.retrieved or []):
+                wo.retrieved = list(hits)
+        if s.annotation_type == "word":
+            outputs = [to_word_offsets(o) for o in outputs]
+        return outputs
+
+
+def to_word_offsets(out: RelikOutput) -> RelikOutput:
+    """Spans as `[first word, last word + 1)` instead of characters (the official `annotation_type="word"`)."""
+
+    def word_span(sp: Span) -> Span:
+        first = max(bisect_right(out.word_starts, sp.start) - 1, 0)
+        last = max(bisect_right(out.word_starts, max(sp.end - 1, sp.start)) - 1, first)
+        return dataclasses.replace(sp, start=first, end=last + 1)
+
+    spans = [word_span(s) for s in out.spans]
+    triplets = [Triplet(word_span(t.subject), t.relation, word_span(t.object), t.confidence) for t in out.triplets]
+    return dataclasses.replace(out, spans=spans, triplets=triplets)
