@@ -213,7 +213,12 @@ class Relik:
                 raise DataError(
                     "no retriever is loaded: pass candidates=[...] (one list for all texts or one per text)"
                 )
-            retrieved = self._retrieve([w.text for ws in windows for w in ws], s.top_k)
+            # a window of whitespace only retrieves nothing (its reader row has no candidate)
+            queries = [w.text for ws in windows for w in ws]
+            asked = [i for i, q in enumerate(queries) if q.strip()]
+            retrieved = [[] for _ in queries]
+            for i, hits in zip(asked, self._retrieve([queries[i] for i in asked], s.top_k)):
+                retrieved[i] = hits
             per_window, k = [], 0
             for ws in windows:
                 hits = retrieved[k : k + len(ws)]

@@ -258,7 +258,7 @@ def re_rows(
 
 # ---- batching --------------------------------------------------------------------------------
 
-DEFAULT_LENGTH_BUCKETS = (64, 128, 256, 384, 512)
+DEFAULT_LENGTH_BUCKETS = (64, 128, 192, 256, 320, 384, 448, 480, 512)  # EL rows with 100 candidates: 450-512
 DEFAULT_COLUMN_BUCKETS = (4, 8, 16, 32, 64, 128)
 # Training batches pad less (every padded entity costs E² relation cells): more shapes, each
 # compiled once per run.

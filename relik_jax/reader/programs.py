@@ -51,18 +51,21 @@ def predict_spans(
     symbol_pos / symbol_valid `[B, C]` (the `[CLS]`, `--NME--`, `[E-i]` columns, in order).
     `official_decisions` reproduces relik 1.0.7's EL decisions (an end may precede its start; the
     `[CLS]` column can win) for parity checks; the logits are the same either way.
-    `text_length` (static, > the last text position of every row) limits the end head to the
-    positions that can be ends: with 32-word windows and 100 candidates that is ~64 of 512
+    `text_length` (static, > the last text position of every row) limits the start and end heads to
+    the positions that can be starts and ends: with 32-word windows and 100 candidates that is ~64 of 512
     positions, and the `[B, S, L, H]` end-head activations are the reader's largest tensor. The
     other positions get the masked logit they would get anyway.
     """
     c = model.config
     feats = _apply(model, params, Reader.features, batch["input_ids"], batch["attention_mask"], batch["token_type_ids"])
     pmask = batch["prediction_mask"].astype(bool)
-    start = mask_logits(_apply(model, params, Reader.start_logits, feats), pmask)
-    is_start = start[..., 1] > start[..., 0]  # argmax; a tie (every masked position) is no start
     length = pmask.shape[1]
     text_length = length if text_length is None else min(text_length, length)
+    start = _apply(model, params, Reader.start_logits, feats[:, :text_length])
+    if text_length < length:
+        start = jnp.pad(start, [(0, 0), (0, length - text_length), (0, 0)], constant_values=MASKED)
+    start = mask_logits(start, pmask)
+    is_start = start[..., 1] > start[..., 0]  # argmax; a tie (every masked position) is no start
     starts, start_valid, n_starts = first_k(is_start, min(max_starts, text_length))
     end = _apply(model, params, Reader.end_logits, feats[:, :text_length], starts)
     if text_length < length:

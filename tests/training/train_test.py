@@ -34,6 +34,15 @@ def test_tiny_run_checkpoints_metrics_export(tmp_path):
     reader = ReaderPipeline.from_pretrained(w / "export", batch_size=2)
     out = reader(words=["Rome", "is", "the", "capital", "of", "Italy", "."], candidates=["capital of", "located in"])
     assert out.text.startswith("Rome")
+    # the inference bundle loads from the workdir in one call and annotates raw text with the
+    # stored relation names (this config trains RE: no retriever)
+    from relik_jax.inference.relik import Relik
+
+    assert "inference bundle:" in r.stdout
+    relik = Relik.from_pretrained(w)
+    assert relik.task == "triplet" and relik.relations and relik.retriever is None
+    out = relik("Rome is the capital of Italy .")
+    assert out.candidates == relik.relations and out.words[0] == "Rome"
 
 
 def test_same_losses_on_1_and_8_devices(tmp_path):
