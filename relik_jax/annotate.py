@@ -190,14 +190,14 @@ def main(argv: list[str] | None = None) -> int:
             bar.update(1)
             if written == milestone:
                 out.flush()
-                bar.write(f"peak RSS after {written:,} documents: {peak_rss_mb():.0f} MB")
+                bar.write(f"peak RSS after {written:,} documents: {peak_rss_mb():.0f} MB", file=sys.stderr)
                 milestone *= 10
 
         def write_errors() -> None:
             nonlocal errors
             while pending and pending[0].error is not None:
                 rec = pending.popleft()
-                bar.write(f"{args.input}:{rec.line}: {rec.error}; skipped")
+                bar.write(f"{args.input}:{rec.line}: {rec.error}; skipped", file=sys.stderr)
                 write({"line": rec.line, "id": rec.id, "error": rec.error})
                 errors += 1
 

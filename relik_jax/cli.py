@@ -12,6 +12,7 @@ from relik_jax.errors import RelikJaxError
 def run_main(main: Callable[[], int | None]) -> None:
     """Runs `main`; a `RelikJaxError` (a user mistake) becomes one line on stderr and exit code 2."""
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+    logging.getLogger("jax").setLevel(logging.WARNING)  # "Unable to initialize backend 'tpu'" etc.
     try:
         code = main()
     except RelikJaxError as e:

@@ -74,7 +74,7 @@ def test_retriever_reader_and_retriever_only(fixtures_dir, span_reader, retrieve
         for w in o.windows:
             expect = retriever.retrieve(w.text, k=5)
             assert [h.id for h in w.retrieved] == [h.id for h in expect]
-            assert w.candidates_read and w.candidates_read[0] == [h.text for h in expect]
+            assert w.candidates_read and w.candidates_read[0] == ["--NME--"] + [h.text for h in expect]
             assert {s.label for s in o.spans} <= set(o.candidates)
     assert len(relik(texts[0]).windows[0].retrieved) == 7  # the default top_k
     only = Relik(retriever=retriever)
@@ -132,6 +132,7 @@ def test_official_relik_folder(tmp_path, fixtures_dir, span_reader, retriever):
 
     folder = tmp_path / "relik-official"
     shutil.copytree(span_reader, folder / "reader-x")
+    shutil.copytree(fixtures_dir / "models" / "tiny-bert", folder / "tiny-bert")  # its transformer_model: ../tiny-bert
     shutil.copytree(
         fixtures_dir / "models" / "tiny-bert", folder / "retriever-x-span" / "retriever-x-span-question-encoder"
     )
