@@ -146,10 +146,13 @@ class ReaderPipeline:
         size: int | None = None,
         stride: int | None = None,
     ) -> tuple[list, list[Row]]:
-        """The windows of a document and their reader rows (every window reads `candidates`)."""
+        """The windows of a document and their reader rows (every window reads `candidates`: the
+        relation names for RE; for cIE the entity candidates, with `relations`)."""
         size = size or self.window_size
         stride = self.window_stride if stride is None else stride
         windows = make_windows(text, words, size, stride, doc=doc)
+        if self.task == "triplet":
+            candidates, relations = [], candidates
         prepared = Prepared(text, words, windows, [list(candidates)] * len(windows), list(relations))
         return windows, self.rows(prepared)
 
