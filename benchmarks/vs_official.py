@@ -16,8 +16,7 @@ Measures (per second; ratio = relik_jax / official fp32):
   re_reader_forward_*, re_end_to_end_* windows/s and docs/s, RE (triplets)
   retriever_queries_*                  queries/s, top-100 from query strings
 `*` = fp32 or bf16 (relik_jax compute dtype; the official side is always fp32). Each relik_jax dtype
-runs in its own process; an untimed pass compiles every shape first (--quick: one warm-up pass in
-all; the official side warms up too, see ../shared/bench/README.md §3). The table shows the median of the timed passes (min in
+runs in its own process; an untimed pass compiles every shape first (the official side warms up too, see ../shared/bench/README.md §3). The table shows the median of the timed passes (min in
 JSON). Also printed: how far bf16 outputs agree with fp32 (documents with identical spans + links /
 triplets, and span-level agreement).
 """
@@ -87,8 +86,9 @@ def relik_jax_side(spec: dict) -> dict:
     res: dict = {}
 
     def measure(name, fn, count, unit):
-        if not spec["quick"] or not res:
-            fn()  # compiles every shape of this workload
+        if name not in spec["measures"]:
+            return None
+        fn()  # compiles every shape of this workload
         passes, out = timed(fn, reps)
         res[name] = {"passes_s": passes, "count": count, "unit": unit}
         return out
@@ -109,18 +109,18 @@ def relik_jax_side(spec: dict) -> dict:
     res["el_windows"], res["el_rows"] = el_windows, len(el_rows)
     measure("el_reader_forward", lambda: span.reader.predict_rows(el_rows, 0.5), el_windows, "windows/s")
     outs = measure("el_reader_only_end_to_end", lambda: span(texts, cands), len(el), "docs/s")
-    res["el_outputs"] = [sorted([s.start, s.end, s.label] for s in o.spans) for o in outs]
+    res["el_outputs"] = [sorted([s.start, s.end, s.label] for s in o.spans) for o in outs or []]
     outs = measure("el_retriever_reader_end_to_end", lambda: span(texts), len(el), "docs/s")
-    res["el_retrieved_outputs"] = [sorted([s.start, s.end, s.label] for s in o.spans) for o in outs]
+    res["el_retrieved_outputs"] = [sorted([s.start, s.end, s.label] for s in o.spans) for o in outs or []]
     re_rows, re_windows = rows_of(triplet, re_texts, re_cands)
     res["re_windows"] = re_windows
     measure("re_reader_forward", lambda: triplet.reader.predict_rows(re_rows, 0.5), re_windows, "windows/s")
     outs = measure("re_end_to_end", lambda: triplet(re_texts, re_cands), len(re_docs), "docs/s")
     res["re_outputs"] = [
         sorted([t.subject.start, t.subject.end, t.relation, t.object.start, t.object.end] for t in o.triplets)
-        for o in outs
+        for o in outs or []
     ]
-    res["re_spans"] = [sorted([s.start, s.end] for s in o.spans) for o in outs]
+    res["re_spans"] = [sorted([s.start, s.end] for s in o.spans) for o in outs or []]
     measure("retriever_queries", lambda: retriever.retrieve(queries, k=100), len(queries), "queries/s")
     return res
 
@@ -136,9 +136,14 @@ def run_ours(spec: dict) -> dict:
     return json.loads(r.stdout.strip().splitlines()[-1])
 
 
+QUICK = ("el_reader_only_end_to_end", "re_end_to_end", "retriever_queries")
+
+
 def agreement(a: list[list], b: list[list]) -> tuple[float, float]:
     """(share of documents with identical outputs, span-level agreement |A∩B| / |A∪B|)."""
-    same = sum(x == y for x, y in zip(a, b)) / max(len(a), 1)
+    if not a:
+        return float("nan"), float("nan")  # not measured (--quick)
+    same = sum(x == y for x, y in zip(a, b)) / len(a)
     inter = union = 0
     for x, y in zip(a, b):
         sx, sy = {tuple(v) for v in x}, {tuple(v) for v in y}
@@ -150,7 +155,11 @@ def agreement(a: list[list], b: list[list]) -> tuple[float, float]:
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--json", help="write the rows here")
-    p.add_argument("--quick", action="store_true", help="2 EL docs, 20 RE docs, 200 queries, 1 timed pass (< 3 min)")
+    p.add_argument(
+        "--quick",
+        action="store_true",
+        help="end to end only: EL 1 doc, RE 20 docs, 200 queries; 1 timed pass (< 3 min)",
+    )
     p.add_argument("--rounds", type=int, default=1, help="official/relik_jax rounds, interleaved")
     p.add_argument("--reps", type=int, default=2, help="timed passes per measure and round")
     p.add_argument("--el-docs", type=int, default=14)
@@ -178,8 +187,10 @@ def main(argv=None) -> int:
         "retriever_queries": (["retriever", "--passages", "passages.jsonl", "--queries", "queries.jsonl",
                                "--n-queries", str(args.queries), "--top-k", "100"], "queries_per_s"),
     }  # fmt: skip
-    spec = {"models": str(models), "reps": args.reps, "el_docs": args.el_docs, "re_docs": args.re_docs,
-            "queries": args.queries, "el_batch": 4, "re_batch": 8, "quick": args.quick}  # fmt: skip
+    if args.quick:
+        official_cmds = {k: v for k, v in official_cmds.items() if k in QUICK}
+    spec = {"models": str(models), "measures": list(official_cmds), "reps": args.reps, "el_docs": args.el_docs, "re_docs": args.re_docs,
+            "queries": args.queries, "el_batch": 4, "re_batch": 8}  # fmt: skip
     off_passes: dict[str, list[float]] = {m: [] for m in official_cmds}
     off_counts: dict[str, dict] = {}
     ours: dict[str, dict[str, list[float]]] = {"fp32": {}, "bf16": {}}
@@ -219,11 +230,12 @@ def main(argv=None) -> int:
     a_elr = agreement(last["fp32"]["el_retrieved_outputs"], last["bf16"]["el_retrieved_outputs"])
     a_re = agreement(last["fp32"]["re_outputs"], last["bf16"]["re_outputs"])
     a_res = agreement(last["fp32"]["re_spans"], last["bf16"]["re_spans"])
+    el_off, re_off = off_counts["el_reader_only_end_to_end"], off_counts["re_end_to_end"]
     print(f"load average {os.getloadavg()[0]:.2f}; {args.rounds} round(s) x {args.reps} timed passes; "
           f"{time.perf_counter() - t_start:.0f} s in all; EL {last['fp32']['el_windows']} windows "
-          f"({off_counts['el_reader_forward'].get('windows')} official), {last['fp32']['el_rows']} rows "
-          f"({off_counts['el_reader_forward'].get('reader_rows')} official); RE {last['fp32']['re_windows']} windows "
-          f"({off_counts['re_reader_forward'].get('windows')} official)")  # fmt: skip
+          f"({el_off.get('windows')} official), {last['fp32']['el_rows']} rows "
+          f"({el_off.get('reader_rows')} official); RE {last['fp32']['re_windows']} windows "
+          f"({re_off.get('windows')} official)")  # fmt: skip
     print("| measure | unit | relik_jax | official (fp32) | ratio |")
     print("|---|---|---|---|---|")
     for r in rows:
