@@ -14,12 +14,12 @@ index are refused.
 from __future__ import annotations
 
 import argparse
-import json
 import shutil
 import sys
 from pathlib import Path
 
 from relik_jax.cli import run_main
+from relik_jax.data.jsonl import iter_jsonl
 from relik_jax.errors import CheckpointError, DataError
 from relik_jax.retrieval.passages import entity_passage, read_tsv_pairs
 
@@ -32,21 +32,14 @@ def read_passages(path: Path) -> tuple[list[str], list[str]]:
         pairs = read_tsv_pairs(path, "title")
         return list(pairs), [entity_passage(t, d or None) for t, d in pairs.items()]
     ids, texts = [], []
-    with path.open("rb") as f:
-        for n, raw in enumerate(f, 1):
-            if not raw.strip():
-                continue
-            try:
-                obj = json.loads(raw.decode("utf-8"))
-            except (UnicodeDecodeError, ValueError) as e:
-                raise DataError(f"{path}:{n}: not a UTF-8 JSON line ({e})") from None
-            if not isinstance(obj, dict) or not isinstance(obj.get("text"), str):
-                raise DataError(f'{path}:{n}: expected an object with a string "text"')
-            text = obj["text"]
-            if isinstance(obj.get("title"), str):
-                text = entity_passage(obj["title"], text or None)
-            ids.append(str(obj.get("id", n)))
-            texts.append(text)
+    for n, obj in iter_jsonl(path):
+        if not isinstance(obj.get("text"), str):
+            raise DataError(f'{path}:{n}: expected an object with a string "text"')
+        text = obj["text"]
+        if isinstance(obj.get("title"), str):
+            text = entity_passage(obj["title"], text or None)
+        ids.append(str(obj.get("id", n)))
+        texts.append(text)
     return ids, texts
 
 
