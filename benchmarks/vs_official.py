@@ -65,8 +65,8 @@ def relik_jax_side(spec: dict) -> dict:
     """All measures for one compute dtype (run in a fresh process)."""
     import jax.numpy as jnp
 
-    from relik_jax.data.windows import make_windows, spacy_words
-    from relik_jax.inference.reader import Prepared, ReaderPipeline
+    from relik_jax.data.windows import spacy_words
+    from relik_jax.inference.reader import ReaderPipeline
     from relik_jax.inference.relik import Relik
     from relik_jax.retrieval.retriever import DenseRetriever
 
@@ -95,14 +95,7 @@ def relik_jax_side(spec: dict) -> dict:
 
     def rows_of(relik, texts_, cands_):
         reader = relik.reader
-        prepared = []
-        for d, (t, c) in enumerate(zip(texts_, cands_)):
-            w = spacy_words(t)
-            ws = make_windows(t, w, 32, 16, doc=d)
-            if reader.task == "triplet":
-                prepared.append(Prepared(t, w, ws, [[]] * len(ws), c))
-            else:
-                prepared.append(Prepared(t, w, ws, [c] * len(ws)))
+        prepared = [reader.prepare(d, t, spacy_words(t), c, size=32, stride=16) for d, (t, c) in enumerate(zip(texts_, cands_))]  # fmt: skip
         return [r for p in prepared for r in reader.rows(p)], sum(len(p.windows) for p in prepared)
 
     el_rows, el_windows = rows_of(span, texts, cands)

@@ -146,15 +146,29 @@ class ReaderPipeline:
         size: int | None = None,
         stride: int | None = None,
     ) -> tuple[list, list[Row]]:
-        """The windows of a document and their reader rows (every window reads `candidates`: the
-        relation names for RE; for cIE the entity candidates, with `relations`)."""
+        """The windows of a document and their reader rows (see `prepare`)."""
+        prepared = self.prepare(doc, text, words, candidates, relations, size=size, stride=stride)
+        return prepared.windows, self.rows(prepared)
+
+    def prepare(
+        self,
+        doc: int,
+        text: str,
+        words: Words,
+        candidates: Sequence[str],
+        relations: Sequence[str] = (),
+        *,
+        size: int | None = None,
+        stride: int | None = None,
+    ) -> Prepared:
+        """A document whose every window reads `candidates`: the relation names for RE; for cIE the
+        entity candidates, with `relations`."""
         size = size or self.window_size
         stride = self.window_stride if stride is None else stride
         windows = make_windows(text, words, size, stride, doc=doc)
         if self.task == "triplet":
             candidates, relations = [], candidates
-        prepared = Prepared(text, words, windows, [list(candidates)] * len(windows), list(relations))
-        return windows, self.rows(prepared)
+        return Prepared(text, words, windows, [list(candidates)] * len(windows), list(relations))
 
     def rows(self, doc: Prepared) -> list[Row]:
         """The reader rows of a prepared document (each window with its own candidates)."""
@@ -277,12 +291,10 @@ class ReaderPipeline:
         relations = per_document(relations or [], len(docs_words), "relation")
         size = window_size or self.window_size
         stride = self.window_stride if window_stride is None else window_stride
-        prepared = []
-        for d, ((text, w), cands, rels) in enumerate(zip(docs_words, candidates, relations)):
-            windows = make_windows(text, w, size, stride, doc=d)
-            if self.task == "triplet":
-                cands, rels = [], cands
-            prepared.append(Prepared(text, w, windows, [list(cands)] * len(windows), list(rels)))
+        prepared = [
+            self.prepare(d, text, w, cands, rels, size=size, stride=stride)
+            for d, ((text, w), cands, rels) in enumerate(zip(docs_words, candidates, relations))
+        ]
         outputs = self.annotate(prepared, relation_threshold)
         return outputs[0] if single else outputs
 
