@@ -28,7 +28,8 @@ INSTALL_REQUIRES = [
 EXTRAS = {
     # torch is the reference implementation in parity tests; 2.13.0 is the CPU build (an unpinned
     # torch pulls a multi-GB CUDA build).
-    "test": ["pytest>=8.0", "hypothesis>=6.100", "torch==2.13.0", "ruff>=0.17"],
+    # import-linter checks the layer contract in pyproject.toml (tests/architecture_test.py).
+    "test": ["pytest>=8.0", "hypothesis>=6.100", "torch==2.13.0", "ruff>=0.17", "import-linter>=2.17", "grimp>=3.20"],
 }
 
 setup(
@@ -42,5 +43,6 @@ setup(
     package_data={"relik_jax": ["resources/*.txt", "resources/**/*"]},
     install_requires=INSTALL_REQUIRES,
     extras_require=EXTRAS,
+    entry_points={"console_scripts": ["relik-jax=relik_jax.cli.main:main"]},
     license="Apache-2.0",
 )

@@ -64,8 +64,8 @@ def worker_jax(args) -> dict:
     import jax.numpy as jnp
     import optax
 
-    from relik_jax.assets import default_encoder_path
-    from relik_jax.convert.hf import load_encoder
+    from relik_jax.core.assets import default_encoder_path
+    from relik_jax.encoders.hf import load_encoder
 
     dtype = jnp.bfloat16 if args.dtype == "bf16" else jnp.float32
     module, params, _ = load_encoder(default_encoder_path(), dtype=dtype)
@@ -114,7 +114,7 @@ def worker_torch(args) -> dict:
     import torch
     from transformers import BertModel
 
-    from relik_jax.assets import default_encoder_path
+    from relik_jax.core.assets import default_encoder_path
 
     torch.set_num_threads(args.threads)
     model = BertModel.from_pretrained(str(default_encoder_path()))

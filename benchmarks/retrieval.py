@@ -53,7 +53,7 @@ def base_embeddings(limit: int = 8000) -> np.ndarray:
     path = CACHE / f"bench_real_embeddings_{limit}.npy"
     if path.is_file():
         return np.load(path)
-    from relik_jax.retrieval.retriever import DenseRetriever
+    from relik_jax.retriever.dense import DenseRetriever
 
     print(f"embedding {limit} real texts with MiniLM (cached in {path}) ...", flush=True)
     r = DenseRetriever.from_encoder("minilm", batch_size=64, passage_max_length=64)
@@ -86,7 +86,7 @@ def timed_search(searcher, q: np.ndarray) -> tuple[float, np.ndarray]:
 def speed_rows(
     sizes: list[int], backends: list[str], data: str, exact_queries: int, fast_queries: int, base_texts: int = 8000
 ) -> list[dict]:
-    from relik_jax.retrieval.index import make_backend
+    from relik_jax.retriever.index import make_backend
 
     rows = []
     for n in sizes:
@@ -115,11 +115,41 @@ def speed_rows(
 EL_TEST = ("ace2004", "aquaint", "dbpedia_spotlight", "n3_reuters128", "n3_rss500", "oke2015", "oke2016")
 
 
+def retriever_config(epochs: int):
+    """The fine-tuning run: MiniLM, AdamW 2e-5 with 10% warm-up, 32 questions x 160 passages per batch,
+    hard negatives mined from the KB titles before each epoch after the first."""
+    from relik_jax.training.config import base_config
+
+    c = base_config()
+    c.kind = "retriever"
+    c.data.dataset = "sample_el"  # not read: the samples are given to the task
+    c.data.test_split = ""
+    c.export = False
+    c.compilation_cache = ""
+    c.retriever.question_max_length = 128
+    c.retriever.passage_max_length = 32
+    c.retriever.passages_per_batch = 160
+    c.retriever.mine_hard_negatives = True
+    c.train.batch_size = 32
+    c.train.epochs = epochs
+    c.optim.learning_rate = 2e-5
+    c.optim.head_learning_rate = 0.0
+    c.optim.layer_decay = 1.0
+    c.eval.every = 10**9  # once, at the end (the end-of-training params are the ones measured)
+    c.eval.max_docs = 200
+    c.checkpoint.every = 10**9
+    return c
+
+
 def recall_rows(epochs: int) -> list[dict]:
+    import tempfile
+
     from relik_jax.data.formats import read_el
-    from relik_jax.retrieval import training as T
-    from relik_jax.retrieval.passages import kb_titles
-    from relik_jax.retrieval.retriever import DenseRetriever
+    from relik_jax.retriever import dpr
+    from relik_jax.retriever.passages import kb_titles
+    from relik_jax.training.config import validate
+    from relik_jax.training.loop import train_and_evaluate
+    from relik_jax.training.retriever_task import RetrieverTask
 
     data = SHARED / "data"
     titles = kb_titles(data / "kb" / "gold_titles.tsv")
@@ -128,29 +158,46 @@ def recall_rows(epochs: int) -> list[dict]:
     def passage_of(title):
         return title if title in known else None
 
-    tests = {name: T.el_to_dpr(read_el(data / name / "test.jsonl"), passage_of) for name in EL_TEST}
-    train = T.el_to_dpr(
+    tests = {name: dpr.el_to_dpr(read_el(data / name / "test.jsonl"), passage_of) for name in EL_TEST}
+    train = dpr.el_to_dpr(
         read_el(data / "oke2015" / "train.jsonl") + read_el(data / "oke2016" / "train.jsonl"), passage_of
     )
-    retriever = DenseRetriever.from_encoder("minilm", batch_size=64, question_max_length=128, passage_max_length=32)
+    config = retriever_config(epochs)
+    validate(config)
+    # dev (for the loop's end-of-run evaluation only): train windows; the test sets are never seen
+    task = RetrieverTask(config, samples={"train": train, "dev": train}, passages=titles)
     rows = []
 
-    def evaluate(model_name):
+    def evaluate(model_name, params):
+        retriever = task.retriever.with_params(params)
         retriever.build_index(titles, titles, progress=False)
         for name, samples in tests.items():
-            r = T.evaluate_recall(retriever, samples, k=K)
+            r = dpr.evaluate_recall(retriever, samples, k=K)
             rows.append({"dataset": name, "model": model_name, "recall_at_100": round(r, 4), "windows": len(samples),
                          "gold": sum(len(s.positives) for s in samples)})  # fmt: skip
             print(f"{model_name:>22} {name:>18} recall@100 {r:.3f} ({len(samples)} windows)", flush=True)
 
-    evaluate("MiniLM")
+    evaluate("MiniLM", task.init_params)
     t = time.perf_counter()
-    losses = T.fit(retriever, train, epochs=epochs, mine_from=(titles, titles))
+    with tempfile.TemporaryDirectory() as workdir:
+        result = train_and_evaluate(config, workdir, task)
+        losses = [round(x, 4) for x in _epoch_losses(result.workdir, task.steps_per_epoch())]
     print(
         f"fine-tuned on {len(train)} OKE train windows, {epochs} epochs, {time.perf_counter() - t:.0f} s, losses {losses}"
     )
-    evaluate("MiniLM + OKE fine-tune")
+    evaluate("MiniLM + OKE fine-tune", result.params)
     return rows
+
+
+def _epoch_losses(workdir: Path, steps_per_epoch: int) -> list[float]:
+    """The mean training loss of each epoch, from the run's metrics.jsonl."""
+    per_epoch: dict[int, list[float]] = {}
+    path = Path(workdir) / "metrics.jsonl"
+    for line in path.read_text().splitlines() if path.exists() else []:
+        row = json.loads(line)
+        if "loss" in row:
+            per_epoch.setdefault((row["step"] - 1) // steps_per_epoch, []).append(row["loss"])
+    return [float(np.mean(v)) for _, v in sorted(per_epoch.items())]
 
 
 def main(argv=None) -> int:

@@ -5,7 +5,7 @@
 The official side runs `../shared/bench/official_train.py` (its venv: `bash ../shared/bench/setup_official.sh`),
 which times its own training step and dumps the exact batches it used; relik_jax then loads the same
 official reader folder (MiniLM-based, `relik-reader-{span,triplet}-minilm`), converts those batches
-(`relik_jax.reader.official_batches`) and times its jitted step: forward with gold labels (dropout
+(`relik_jax.official.batches`) and times its jitted step: forward with gold labels (dropout
 on), backward, global-norm clipping 1.0, AdamW (weight decay 0.01 except biases / LayerNorm, layer-wise
 decay 0.9 for span, as the official optimizers), lr 1e-5.
 
@@ -30,8 +30,8 @@ from pathlib import Path
 
 import numpy as np
 
-from relik_jax.assets import official_models_dir, official_python
-from relik_jax.jax_utils import bucket
+from relik_jax.core.assets import official_models_dir, official_python
+from relik_jax.core.shapes import bucket
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -82,9 +82,9 @@ def relik_jax_side(task: str, folder: Path, npz: Path, reps: int, dtype: str) ->
     import jax.numpy as jnp
     import ml_collections
 
-    from relik_jax.convert.official import load_reader
+    from relik_jax.official.batches import from_official
     from relik_jax.reader import programs
-    from relik_jax.reader.official_batches import from_official
+    from relik_jax.reader.checkpoint import load_reader
     from relik_jax.training.optim import make_optimizer
     from relik_jax.training.state import TrainState
 

@@ -36,7 +36,7 @@ ROOT = Path(__file__).resolve().parents[1]
 BENCH = ROOT.parent / "shared" / "bench"
 sys.path.insert(0, str(ROOT))
 
-from relik_jax.assets import official_models_dir, official_python  # noqa: E402
+from relik_jax.core.assets import official_models_dir, official_python  # noqa: E402
 
 
 def official(python: Path, args: list[str]) -> dict:
@@ -66,9 +66,9 @@ def relik_jax_side(spec: dict) -> dict:
     import jax.numpy as jnp
 
     from relik_jax.data.windows import spacy_words
-    from relik_jax.inference.reader import ReaderPipeline
     from relik_jax.inference.relik import Relik
-    from relik_jax.retrieval.retriever import DenseRetriever
+    from relik_jax.reader.pipeline import ReaderPipeline
+    from relik_jax.retriever.dense import DenseRetriever
 
     dtype = jnp.bfloat16 if spec["dtype"] == "bf16" else jnp.float32
     models, reps = Path(spec["models"]), spec["reps"]

@@ -5,7 +5,7 @@ AIDA_FOLDER holds train.jsonl, dev.jsonl, test.jsonl in ReLiK EL jsonl (the AIDA
 redistributable: convert your own copy). `:tiny` trains on the bundled EL sample.
 """
 
-from relik_jax.training.config import base_config, tiny
+from relik_jax.training.config import base_config, variant
 
 
 def get_config(arg: str | None = None):
@@ -18,4 +18,4 @@ def get_config(arg: str | None = None):
     c.train.epochs = 10
     c.optim.learning_rate = 5e-5
     c.optim.head_learning_rate = 5e-4
-    return tiny(c) if arg == "tiny" else c
+    return variant(c, arg)

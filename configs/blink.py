@@ -5,7 +5,7 @@ BLINK_FOLDER holds train.jsonl and dev.jsonl. With no data folder (or `:tiny`), 
 sample is turned into DPR samples (window → its gold entities' passages).
 """
 
-from relik_jax.training.config import base_config, tiny
+from relik_jax.training.config import base_config, variant
 
 
 def get_config(arg: str | None = None):
@@ -19,4 +19,4 @@ def get_config(arg: str | None = None):
     c.optim.layer_decay = 1.0
     c.retriever.passages_per_batch = 128
     c.eval.max_docs = 2000
-    return tiny(c) if arg == "tiny" else c
+    return variant(c, arg)

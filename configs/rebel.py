@@ -6,7 +6,7 @@ bundled cIE sample — the README's first command.
       --config.data.kb=titles.tsv --config.data.relations=relations.tsv
 """
 
-from relik_jax.training.config import base_config, tiny
+from relik_jax.training.config import base_config, variant
 
 
 def get_config(arg: str | None = None):
@@ -22,8 +22,4 @@ def get_config(arg: str | None = None):
     c.optim.head_learning_rate = 1e-3
     c.checkpoint.every = 50
     c.eval.every = 25
-    if not arg:
-        return c
-    if arg == "tiny":
-        return tiny(c)
-    raise ValueError(f"unknown variant {arg!r} (tiny)")
+    return variant(c, arg)

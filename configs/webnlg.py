@@ -4,7 +4,7 @@
 `:tiny`: the bundled RE sample.
 """
 
-from relik_jax.training.config import base_config, tiny
+from relik_jax.training.config import base_config, variant
 
 
 def get_config(arg: str | None = None):
@@ -15,4 +15,4 @@ def get_config(arg: str | None = None):
     c.train.batch_size = 32
     c.train.epochs = 10
     c.optim.learning_rate = 1e-4
-    return tiny(c) if arg == "tiny" else c
+    return variant(c, arg)

@@ -1,16 +1,14 @@
-"""relik_jax: ReLiK (retrieve, read and link) in JAX/Flax."""
+"""relik_jax: ReLiK (retrieve, read and link) in JAX/Flax.
 
-from relik_jax import _platform
+from relik_jax import Relik
+relik = Relik.from_pretrained("runs/rebel")
+"""
 
-_platform.configure()
+from relik_jax.core import platform
+
+platform.configure()  # XLA flags must be set before JAX initialises its backends
+
+from relik_jax.inference.relik import Relik  # noqa: E402
 
 __version__ = "0.1.0"
-
-
-def __getattr__(name: str):
-    """`from relik_jax import Relik` without importing JAX at `import relik_jax` time."""
-    if name == "Relik":
-        from relik_jax.inference.relik import Relik
-
-        return Relik
-    raise AttributeError(f"module 'relik_jax' has no attribute {name!r}")
+__all__ = ["Relik", "__version__"]

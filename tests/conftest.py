@@ -34,8 +34,8 @@ def data_dir() -> Path:
 
 @pytest.fixture(scope="session")
 def minilm_path() -> Path:
-    from relik_jax.assets import default_encoder_path
-    from relik_jax.errors import CheckpointError
+    from relik_jax.core.assets import default_encoder_path
+    from relik_jax.core.errors import CheckpointError
 
     try:
         return default_encoder_path()
@@ -46,7 +46,7 @@ def minilm_path() -> Path:
 @pytest.fixture(scope="session")
 def minilm(minilm_path):
     """(module, params, config, tokenizer) of the embedded MiniLM, loaded once."""
-    from relik_jax.convert.hf import load_encoder, load_tokenizer
+    from relik_jax.encoders.hf import load_encoder, load_tokenizer
 
     module, params, config = load_encoder(minilm_path)
     return module, params, config, load_tokenizer(minilm_path)

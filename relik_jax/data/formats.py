@@ -4,16 +4,20 @@ EL: `{"doc_id", "doc_text", "doc_span_annotations": [[char_start, char_end, titl
 RE: `{"doc_id", "doc_words", "doc_span_annotations": [[word_start, word_end, label], ...],
       "doc_triplet_annotations": [{"subject": [s, e, label], "relation": str, "object": [s, e, label]}]}`.
 Offsets are end-exclusive.
+DPR (retriever training): `{"question": str, "positive_ctxs": [{"text": ...}], "negative_ctxs": [...],
+"hard_negative_ctxs": [...]}` (passages are identified by their text, as in relik).
 """
 
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from relik_jax.core.errors import DataError
+from relik_jax.core.types import NME
 from relik_jax.data.jsonl import iter_jsonl
-from relik_jax.errors import DataError
 
 WordSpan = tuple[int, int]
 
@@ -41,7 +45,7 @@ def _span(where: str, raw: Any, limit: int, unit: str) -> tuple[int, int, str]:
     if not isinstance(raw, (list, tuple)) or len(raw) < 2:
         raise DataError(f"{where}: a span must be [start, end, label], got {raw!r}")
     start, end = raw[0], raw[1]
-    label = str(raw[2]) if len(raw) > 2 else "--NME--"
+    label = str(raw[2]) if len(raw) > 2 else NME
     if not isinstance(start, int) or not isinstance(end, int):
         raise DataError(f"{where}: span offsets must be integers, got {raw!r}")
     if end < start:
@@ -84,3 +88,43 @@ def re_document(r: dict[str, Any], where: str, default_id: Any = None) -> REDocu
         o = _span(where, t["object"], len(words), "words")
         triplets.append(((s[0], s[1]), str(t["relation"]), (o[0], o[1])))
     return REDocument(r.get("doc_id", default_id), tuple(words), spans, tuple(triplets))
+
+
+@dataclasses.dataclass
+class DPRSample:
+    question: str
+    positives: list[str]
+    negatives: list[str] = dataclasses.field(default_factory=list)
+    hard_negatives: list[str] = dataclasses.field(default_factory=list)
+    id: Any = None
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "question": self.question,
+            "positive_ctxs": [{"text": t} for t in self.positives],
+            "negative_ctxs": [{"text": t} for t in self.negatives],
+            "hard_negative_ctxs": [{"text": t} for t in self.hard_negatives],
+        }
+
+
+def dpr_sample(r: dict[str, Any], where: str, default_id: Any = None) -> DPRSample:
+    """One DPR record (`question`, `positive_ctxs`, optional `negative_ctxs` / `hard_negative_ctxs`)."""
+    if not isinstance(r.get("question"), str) or not r.get("positive_ctxs"):
+        raise DataError(f"{where}: a DPR record needs a 'question' string and a non-empty 'positive_ctxs'")
+    lists = [_ctx_texts(r, key, where) for key in ("positive_ctxs", "negative_ctxs", "hard_negative_ctxs")]
+    return DPRSample(r["question"], *lists, id=r.get("id", default_id))
+
+
+def _ctx_texts(record: dict, key: str, where: str) -> list[str]:
+    ctxs = record.get(key, []) or []
+    if any(not isinstance(c, dict) or not isinstance(c.get("text"), str) for c in ctxs):
+        raise DataError(f"{where}: every entry of {key} needs a 'text' string")
+    return list(dict.fromkeys(c["text"] for c in ctxs))
+
+
+# The record parser of each dataset kind: `parse(record, where, default_id)`.
+PARSERS: dict[str, Callable[[dict[str, Any], str, Any], Any]] = {
+    "el": el_document,
+    "re": re_document,
+    "dpr": dpr_sample,
+}

@@ -19,9 +19,9 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from relik_jax.data.formats import el_document, re_document
+from relik_jax.core.errors import ConfigError, DataError
+from relik_jax.data.formats import PARSERS
 from relik_jax.data.jsonl import iter_jsonl
-from relik_jax.errors import ConfigError, DataError
 
 log = logging.getLogger(__name__)
 SAMPLE_DIR = Path(__file__).resolve().parents[1] / "resources" / "sample"
@@ -50,15 +50,9 @@ DATASETS: dict[str, DatasetSpec] = {
 
 
 def parser(kind: str) -> Callable[[dict, str, Any], Any]:
-    if kind == "el":
-        return el_document
-    if kind == "re":
-        return re_document
-    if kind == "dpr":
-        from relik_jax.retrieval.training import dpr_sample
-
-        return dpr_sample
-    raise ConfigError(f"unknown dataset kind {kind!r}")
+    if kind not in PARSERS:
+        raise ConfigError(f"unknown dataset kind {kind!r}")
+    return PARSERS[kind]
 
 
 def source_dir(name: str, manual_dir: str | Path | None) -> Path:
@@ -109,7 +103,7 @@ def _fingerprint(files: dict[str, Path]) -> str:
 
 
 def _builder_class():
-    import tensorflow_datasets as tfds
+    import tensorflow_datasets as tfds  # heavy (seconds to import): only when data is prepared or read
 
     class RelikJsonl(tfds.core.GeneratorBasedBuilder, skip_registration=True):
         """One ReLiK jsonl dataset: a `json` text feature per record (validated before writing)."""
@@ -154,6 +148,11 @@ def prepare(name: str, manual_dir: str | Path | None = None, data_root: str | Pa
         log.info("preparing %s (%s) under %s", name, ", ".join(f"{s}: {p}" for s, p in files.items()), root)
         builder.download_and_prepare()
     return builder
+
+
+def has_split(data: Any, split: str) -> bool:
+    """Whether the files of a config's `data` section include `split`."""
+    return split in source_files(data.dataset, data.dir or None, [])
 
 
 def load_config_split(data: Any, split: str):

@@ -13,7 +13,7 @@ import dataclasses
 import functools
 from collections.abc import Sequence
 
-from relik_jax.errors import ConfigError, DataError
+from relik_jax.core.errors import ConfigError, DataError
 
 
 @dataclasses.dataclass(frozen=True)
@@ -53,7 +53,7 @@ class Window:
 @functools.lru_cache(maxsize=1)
 def _spacy_tokenizer():
     try:
-        import spacy
+        import spacy  # heavy (seconds to import): only raw text needs spaCy's words
     except ImportError:
         raise ConfigError("word windows over raw text need spaCy: pip install spacy") from None
     return spacy.blank("en").tokenizer

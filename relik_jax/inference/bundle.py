@@ -1,24 +1,33 @@
 """Inference bundles: one folder, loaded in one call by `Relik.from_pretrained`.
 
     BUNDLE/relik.json     format, task, settings (top_k, windows, threshold), relation names
-    BUNDLE/reader/        a reader folder (`convert.official.save_reader`: params, config, tokenizer)
+    BUNDLE/reader/        a reader folder (`reader.checkpoint.save_reader`: params, config, tokenizer)
     BUNDLE/retriever/     a retriever folder (`DenseRetriever.save`), with its passage index in index/
 
 `load(path)` also takes a training workdir (its `bundle/`, else its exported reader), a bare reader
 or retriever folder (ours or official), and an official ReLiK folder (`config.yaml` naming its
-reader, retriever encoders and index, converted on the fly).
+reader, retriever encoders and index, converted on the fly). It returns the parts (`Parts`);
+`Relik` builds itself from them.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import jax.numpy as jnp
 
-from relik_jax.errors import CheckpointError, ConfigError
+from relik_jax.core.errors import CheckpointError, ConfigError
+from relik_jax.inference.settings import Settings
+from relik_jax.official.relik_folder import is_relik_folder, read_relik_folder
+from relik_jax.official.retriever import load_retriever
+from relik_jax.reader.checkpoint import save_reader
+from relik_jax.reader.pipeline import ReaderPipeline
+from relik_jax.retriever.dense import DenseRetriever
 
 log = logging.getLogger(__name__)
 FORMAT = "relik_jax.bundle"
@@ -26,6 +35,16 @@ VERSION = 1
 SETTINGS = ("top_k", "window_size", "window_stride", "relation_threshold", "annotation_type")
 READER_OPTIONS = ("batch_size", "max_length", "max_starts", "max_entities", "official_decisions")
 RETRIEVER_OPTIONS = ("question_max_length", "passage_max_length")
+
+
+@dataclasses.dataclass
+class Parts:
+    """What a model folder holds, loaded: a reader and / or a retriever, relation names, settings."""
+
+    reader: ReaderPipeline | None
+    retriever: DenseRetriever | None
+    relations: list[str]
+    settings: Settings
 
 
 def _dtype(dtype: Any) -> Any:
@@ -37,42 +56,47 @@ def _dtype(dtype: Any) -> Any:
     return dtype
 
 
-def save(relik: Any, folder: str | Path) -> Path:
-    """Writes `relik` (reader and/or retriever with its index, settings, relation names) as a bundle."""
-    import dataclasses
-
-    from relik_jax.convert.official import save_reader
-
+def save(
+    folder: str | Path,
+    *,
+    task: str,
+    reader: ReaderPipeline | None,
+    retriever: DenseRetriever | None,
+    relations: Sequence[str],
+    settings: Settings,
+) -> Path:
+    """Writes a reader and / or a retriever with its index, the settings and relation names as a bundle."""
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     meta: dict[str, Any] = {
         "format": FORMAT,
         "version": VERSION,
-        "task": relik.task,
-        "settings": dataclasses.asdict(relik.settings),
-        "relations": list(relik.relations),
+        "task": task,
+        "settings": dataclasses.asdict(settings),
+        "relations": list(relations),
         "reader": None,
         "retriever": None,
     }
-    if relik.reader is not None:
-        r = relik.reader
-        config = dataclasses.replace(r.model.config, threshold=r.relation_threshold)
-        save_reader(folder / "reader", config, r.params, r.tokenizer, with_encoder_folder=r.task != "cie")
+    if reader is not None:
+        config = dataclasses.replace(reader.model.config, threshold=reader.relation_threshold)
+        save_reader(
+            folder / "reader", config, reader.params, reader.tokenizer, with_encoder_folder=reader.spec.official
+        )
         meta["reader"] = "reader"
         meta["reader_options"] = {
-            "max_length": r.max_length,
-            "max_starts": r.max_starts,
-            "max_entities": r.max_entities,
+            "max_length": reader.max_length,
+            "max_starts": reader.max_starts,
+            "max_entities": reader.max_entities,
         }
-    if relik.retriever is not None:
-        relik.retriever.save(folder / "retriever")
+    if retriever is not None:
+        retriever.save(folder / "retriever")
         meta["retriever"] = "retriever"
     (folder / "relik.json").write_text(json.dumps(meta, indent=2) + "\n")
     return folder
 
 
-def load(path: str | Path, *, dtype: Any = "float32", with_retriever: bool = True, **kwargs: Any):
-    """A `Relik` from any folder `Relik.from_pretrained` accepts (see the module docstring).
+def load(path: str | Path, *, dtype: Any = "float32", with_retriever: bool = True, **kwargs: Any) -> Parts:
+    """The parts of any folder `Relik.from_pretrained` accepts (see the module docstring).
 
     `dtype` is the reader's compute dtype; the retriever computes in float32 (it is a small part
     of the time, and bfloat16 scores would reorder the top-k, changing the reader's candidates),
@@ -89,24 +113,25 @@ def load(path: str | Path, *, dtype: Any = "float32", with_retriever: bool = Tru
         raise ConfigError(
             f"unknown option(s) {sorted(unknown)}; known: {SETTINGS + READER_OPTIONS + RETRIEVER_OPTIONS}"
         )
-    dtype = _dtype(dtype)
+    dtypes = (_dtype(dtype), retriever_dtype)
     folder = Path(path).expanduser()
     if not folder.exists():
         raise CheckpointError(f"{folder} does not exist")
     if not folder.is_dir():
         raise CheckpointError(f"{folder} is a file; give the model folder")
     if (folder / "relik.json").is_file():
-        return _load_bundle(folder, (dtype, retriever_dtype), with_retriever, kwargs)
+        return _load_bundle(folder, dtypes, with_retriever, kwargs)
     if (folder / "bundle" / "relik.json").is_file():  # a training workdir
-        return _load_bundle(folder / "bundle", (dtype, retriever_dtype), with_retriever, kwargs)
-    if (folder / "config.yaml").is_file() and not (folder / "documents.jsonl").is_file():
-        return _load_official(folder, (dtype, retriever_dtype), with_retriever, kwargs)
+        return _load_bundle(folder / "bundle", dtypes, with_retriever, kwargs)
+    if is_relik_folder(folder):
+        official = read_relik_folder(folder, with_retriever=with_retriever, retriever_dtype=retriever_dtype)
+        return _make(official.reader_folder, None, dtypes, kwargs, official.settings, retriever=official.retriever)
     if _is_reader(folder):
-        return _make(folder, None, (dtype, retriever_dtype), kwargs, {})
+        return _make(folder, None, dtypes, kwargs, {})
     if (folder / "question_encoder" / "config.json").is_file():
-        return _make(None, folder, (dtype, retriever_dtype), kwargs, {})
+        return _make(None, folder, dtypes, kwargs, {})
     if _is_reader(folder / "export"):  # a training workdir from before bundles
-        return _make(folder / "export", None, (dtype, retriever_dtype), kwargs, {})
+        return _make(folder / "export", None, dtypes, kwargs, {})
     raise CheckpointError(
         f"{folder} is not a model folder relik_jax can load: expected a bundle (relik.json), a training "
         "workdir (bundle/ or export/), a reader folder (config.json with model_type relik-reader), a retriever "
@@ -121,7 +146,7 @@ def _is_reader(folder: Path) -> bool:
         return False
 
 
-def _load_bundle(folder: Path, dtypes, with_retriever: bool, kwargs: dict) -> Any:
+def _load_bundle(folder: Path, dtypes, with_retriever: bool, kwargs: dict) -> Parts:
     try:
         meta = json.loads((folder / "relik.json").read_text())
     except ValueError as e:
@@ -140,11 +165,7 @@ def _load_bundle(folder: Path, dtypes, with_retriever: bool, kwargs: dict) -> An
     return _make(reader, retriever, dtypes, kwargs, defaults)
 
 
-def _make(reader_folder, retriever_folder, dtypes, kwargs: dict, defaults: dict, retriever=None) -> Any:
-    from relik_jax.inference.reader import ReaderPipeline
-    from relik_jax.inference.relik import Relik, Settings
-    from relik_jax.retrieval.retriever import DenseRetriever
-
+def _make(reader_folder, retriever_folder, dtypes, kwargs: dict, defaults: dict, retriever=None) -> Parts:
     dtype, retriever_dtype = dtypes
     opts = {**defaults, **kwargs}
     settings = Settings().replace(**{k: opts[k] for k in SETTINGS if k in opts})
@@ -160,56 +181,7 @@ def _make(reader_folder, retriever_folder, dtypes, kwargs: dict, defaults: dict,
             **reader_kw,
         )
     if retriever_folder is not None:
-        retriever = DenseRetriever.load(
+        retriever = load_retriever(
             retriever_folder, dtype=retriever_dtype, **{k: opts[k] for k in RETRIEVER_OPTIONS if k in opts}
         )
-    return Relik(reader, retriever, relations=opts.get("relations") or (), settings=settings)
-
-
-def _load_official(folder: Path, dtypes, with_retriever: bool, kwargs: dict) -> Any:
-    """An official ReLiK folder: `config.yaml` names the reader, the retriever encoders and the index."""
-    import yaml
-
-    from relik_jax.convert.official import read_official_index
-    from relik_jax.retrieval.retriever import DenseRetriever
-
-    try:
-        config = yaml.safe_load((folder / "config.yaml").read_text()) or {}
-    except yaml.YAMLError as e:
-        raise CheckpointError(f"{folder / 'config.yaml'} is not valid YAML: {e}") from None
-    if not isinstance(config, dict) or not ({"reader", "retriever"} & set(config)):
-        raise CheckpointError(f"{folder / 'config.yaml'} is not an official ReLiK config (no reader or retriever)")
-
-    def local(name: Any, what: str) -> Path:
-        """A path named in the config: as written, relative to the folder, or a folder of that name inside it."""
-        if isinstance(name, dict):
-            name = name.get("transformer_model") or name.get("name_or_path")
-        if not isinstance(name, str) or not name:
-            raise CheckpointError(f"{folder / 'config.yaml'}: no {what} path")
-        for p in (Path(name), folder / name):
-            if p.is_dir():
-                return p
-        found = [p for p in folder.rglob(Path(name).name) if p.is_dir()]
-        if found:
-            return found[0]
-        raise CheckpointError(
-            f"{folder / 'config.yaml'} names the {what} {name!r}, which is not a local folder (hub models "
-            "cannot be downloaded here: download the folder and put it inside the ReLiK folder)"
-        )
-
-    reader_folder = local(config["reader"], "reader") if config.get("reader") else None
-    task = str(config.get("task", "span")).lower().split(".")[-1]
-    task = "triplet" if task == "triplet" else "span"
-    retriever = None
-    if with_retriever and isinstance(config.get("retriever"), dict):
-        entry = config["retriever"].get(task) or config["retriever"].get(task.upper())
-        if entry:
-            question = local(entry.get("question_encoder"), "question encoder")
-            passage = local(entry["passage_encoder"], "passage encoder") if entry.get("passage_encoder") else None
-            index = None
-            idx = (config.get("index") or {}).get(task)
-            if idx:
-                index = read_official_index(local(idx, "index"))
-            retriever = DenseRetriever.from_towers(question, passage, index, dtype=dtypes[1])
-    defaults = {k: config[k] for k in ("top_k", "window_size", "window_stride") if config.get(k) is not None}
-    return _make(reader_folder, None, dtypes, kwargs, defaults, retriever=retriever)
+    return Parts(reader, retriever, list(opts.get("relations") or ()), settings)

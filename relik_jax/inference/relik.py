@@ -24,44 +24,14 @@ from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
+from relik_jax.core.errors import ConfigError, DataError
+from relik_jax.core.types import Span, Triplet
 from relik_jax.data.windows import make_windows
-from relik_jax.errors import ConfigError, DataError
-from relik_jax.inference.outputs import RelikOutput, Span, Triplet, WindowOutput
-from relik_jax.inference.reader import Prepared, ReaderPipeline, documents, per_document
-
-ANNOTATION_TYPES = ("char", "word")
-
-
-@dataclasses.dataclass
-class Settings:
-    """Per-call settings with their defaults (a bundle stores its own)."""
-
-    top_k: int = 100
-    window_size: int = 32
-    window_stride: int = 16
-    relation_threshold: float | None = None  # None: the reader's own
-    annotation_type: str = "char"
-
-    def replace(self, **changes: Any) -> Settings:
-        changes = {k: v for k, v in changes.items() if v is not None}
-        out = dataclasses.replace(self, **changes)
-        out.validate()
-        return out
-
-    def validate(self) -> None:
-        if self.annotation_type not in ANNOTATION_TYPES:
-            raise ConfigError(f"annotation_type must be one of {ANNOTATION_TYPES}, got {self.annotation_type!r}")
-        if self.top_k < 1:
-            raise ConfigError(f"top_k must be >= 1, got {self.top_k}")
-        if self.window_size < 1 or self.window_stride < 1:
-            raise ConfigError(
-                f"window_size and window_stride must be >= 1, got {self.window_size}, {self.window_stride}"
-            )
-        if self.window_stride > self.window_size:
-            raise ConfigError(f"window_stride {self.window_stride} > window_size {self.window_size} would skip words")
-        t = self.relation_threshold
-        if t is not None and not 0.0 <= t <= 1.0:
-            raise ConfigError(f"relation_threshold must be in [0, 1], got {t}")
+from relik_jax.inference import bundle
+from relik_jax.inference.settings import Settings
+from relik_jax.reader.outputs import RelikOutput, WindowOutput
+from relik_jax.reader.pipeline import Prepared, ReaderPipeline, documents, per_document
+from relik_jax.retriever.dense import DenseRetriever, Hit
 
 
 class Relik:
@@ -70,7 +40,7 @@ class Relik:
     def __init__(
         self,
         reader: ReaderPipeline | None = None,
-        retriever: Any | None = None,
+        retriever: DenseRetriever | None = None,
         *,
         relations: Sequence[str] = (),
         settings: Settings | None = None,
@@ -91,15 +61,19 @@ class Relik:
     def from_pretrained(cls, path: str | Path, *, dtype: Any = "float32", **kwargs: Any) -> Relik:
         """A bundle, a training workdir, a reader or retriever folder (ours or official), or an
         official ReLiK folder (`config.yaml`); see `relik_jax.inference.bundle.load`."""
-        from relik_jax.inference.bundle import load
-
-        return load(path, dtype=dtype, **kwargs)
+        parts = bundle.load(path, dtype=dtype, **kwargs)
+        return cls(parts.reader, parts.retriever, relations=parts.relations, settings=parts.settings)
 
     def save_pretrained(self, folder: str | Path) -> Path:
         """Writes a bundle folder that `Relik.from_pretrained` loads in one call."""
-        from relik_jax.inference.bundle import save
-
-        return save(self, folder)
+        return bundle.save(
+            folder,
+            task=self.task,
+            reader=self.reader,
+            retriever=self.retriever,
+            relations=self.relations,
+            settings=self.settings,
+        )
 
     # ---- annotation ------------------------------------------------------------------------
 
@@ -195,12 +169,12 @@ class Relik:
     def _prepare(self, docs, candidates, relations, s: Settings) -> list[Prepared]:
         """Windows, and each window's candidates (given, or retrieved)."""
         n = len(docs)
-        task = self.task
+        spec = self.reader.spec if self.reader is not None else None
         windows = [make_windows(text, w, s.window_size, s.window_stride, doc=d) for d, (text, w) in enumerate(docs)]
-        if task == "triplet":  # candidates are relation names
+        if spec is not None and spec.candidates == "relations":  # candidates are relation names
             rels = per_document(candidates if candidates is not None else self._default_relations(), n, "relation")
             return [Prepared(t, w, ws, [[]] * len(ws), r) for (t, w), ws, r in zip(docs, windows, rels)]
-        if task == "cie":
+        if spec is not None and spec.extra_relations:
             rels = per_document(relations if relations is not None else self._default_relations(), n, "relation")
         else:
             rels = [[] for _ in range(n)]
@@ -234,11 +208,15 @@ class Relik:
 
     def _default_relations(self) -> list[str]:
         if not self.relations:
-            what = "candidates=[relation names]" if self.task == "triplet" else "relations=[relation names]"
+            what = (
+                "candidates=[relation names]"
+                if self.reader.spec.candidates == "relations"
+                else "relations=[relation names]"
+            )
             raise DataError(f"this {self.task} model has no stored relation names: pass {what}")
         return self.relations
 
-    def _retrieve(self, queries: list[str], k: int) -> list[list[Any]]:
+    def _retrieve(self, queries: list[str], k: int) -> list[list[Hit]]:
         if not queries:
             return []
         if self.retriever.index is None:

@@ -15,7 +15,7 @@ import jax
 import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
-from relik_jax.errors import ConfigError
+from relik_jax.core.errors import ConfigError
 
 AXES = ("data", "model")
 DEFAULT_RULES: tuple[tuple[str, str | None], ...] = (
@@ -33,6 +33,12 @@ DEFAULT_RULES: tuple[tuple[str, str | None], ...] = (
 def make_mesh(shape: Mapping[str, int] | Sequence[int] = (-1, 1), devices: Sequence[Any] | None = None) -> Mesh:
     """A ('data', 'model') mesh; one dimension may be -1 (all remaining devices)."""
     devices = list(devices) if devices is not None else jax.devices()
+    return Mesh(np.asarray(devices).reshape(mesh_dims(shape, len(devices))), AXES)
+
+
+def mesh_dims(shape: Mapping[str, int] | Sequence[int], n_devices: int) -> list[int]:
+    """The ('data', 'model') sizes of a mesh shape over `n_devices` (its -1 filled in); `ConfigError`
+    when the shape does not fit the devices."""
     dims = [shape.get(a, 1) for a in AXES] if isinstance(shape, Mapping) else list(shape)
     if len(dims) != 2:
         raise ConfigError(f"the mesh has axes {AXES}: give 2 sizes, got {dims}")
@@ -40,17 +46,17 @@ def make_mesh(shape: Mapping[str, int] | Sequence[int] = (-1, 1), devices: Seque
         raise ConfigError(f"at most one mesh dimension may be -1, got {dims}")
     known = int(np.prod([d for d in dims if d != -1]))
     if -1 in dims:
-        if len(devices) % known:
-            raise ConfigError(f"{len(devices)} devices do not split into a mesh of {dims}")
-        dims[dims.index(-1)] = len(devices) // known
-    if int(np.prod(dims)) != len(devices):
-        raise ConfigError(f"a {dims[0]}x{dims[1]} mesh needs {int(np.prod(dims))} devices, there are {len(devices)}")
-    return Mesh(np.asarray(devices).reshape(dims), AXES)
+        if n_devices % known:
+            raise ConfigError(f"{n_devices} devices do not split into a mesh of {dims}")
+        dims[dims.index(-1)] = n_devices // known
+    if int(np.prod(dims)) != n_devices:
+        raise ConfigError(f"a {dims[0]}x{dims[1]} mesh needs {int(np.prod(dims))} devices, there are {n_devices}")
+    return dims
 
 
-def param_shardings(abstract_params: Any, mesh: Mesh, rules: Sequence[tuple[str, str | None]] = DEFAULT_RULES) -> Any:
-    """NamedShardings of a (boxed, abstract) param tree from its logical axis names."""
-    specs = nn.get_partition_spec(abstract_params)
+def logical_shardings(abstract_tree: Any, mesh: Mesh, rules: Sequence[tuple[str, str | None]] = DEFAULT_RULES) -> Any:
+    """NamedShardings of a (boxed, abstract) tree (params, a train state) from its logical axis names."""
+    specs = nn.get_partition_spec(abstract_tree)
     return nn.logical_to_mesh_sharding(specs, mesh, list(rules))
 
 

@@ -15,10 +15,8 @@ from collections.abc import Mapping, Sequence
 
 import numpy as np
 
-from relik_jax.inference.outputs import NME, Span, Triplet, WindowOutput
+from relik_jax.core.types import NME, CharSpan, Span, Triplet
 from relik_jax.reader.inputs import Row
-
-CharSpan = tuple[int, int]
 
 
 def column_label(row: Row, col: int) -> str:
@@ -95,9 +93,7 @@ def re_row_predictions(
     return labels, triplets
 
 
-def finalize_el(
-    text: str, windows: Sequence[WindowOutput], merged: Sequence[tuple[dict, dict, dict]], remove_nme: bool = True
-) -> list[Span]:
+def finalize_el(text: str, merged: Sequence[tuple[dict, dict, dict]], remove_nme: bool = True) -> list[Span]:
     """Document spans: the union of the windows' `(start, end, label)`, sorted by start."""
     seen: dict[tuple[int, int, str], float] = {}
     for labels, _, scores in merged:

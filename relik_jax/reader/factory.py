@@ -5,22 +5,24 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from relik_jax.assets import resolve_model_path
-from relik_jax.convert.hf import load_encoder, load_tokenizer
-from relik_jax.models.reader import TASK_ALIASES, Reader, ReaderConfig, dummy_batch
+from relik_jax.core.assets import resolve_model_path
+from relik_jax.encoders.hf import load_encoder, load_tokenizer
 from relik_jax.reader.inputs import entity_symbols_for, relation_symbols_for
+from relik_jax.reader.model import Reader, ReaderConfig, dummy_batch
+from relik_jax.reader.spec import get_spec, task_name
 
 
 def task_symbols(task: str, entity_symbols: int, relation_symbols: int) -> list[str]:
     """The symbols a reader of `task` adds to its tokenizer, in the official order."""
-    task = TASK_ALIASES.get(task, task)
+    spec = get_spec(task)
     out = []
-    if task in ("span", "cie"):
+    if spec.links:
         out += entity_symbols_for(entity_symbols)
-    if task in ("triplet", "cie"):
+    if spec.relations:
         out += relation_symbols_for(relation_symbols)
     return out
 
@@ -45,7 +47,7 @@ def new_reader(
     tokenizer = load_tokenizer(folder, symbols)
     _, enc_params, enc_config = load_encoder(folder, vocab_size=len(tokenizer), rng=jax.random.fold_in(rng, 1))
     config = ReaderConfig(
-        task=TASK_ALIASES.get(task, task),
+        task=task_name(task),
         encoder=enc_config,
         linears_hidden_size=linears_hidden_size,
         use_last_k_layers=use_last_k_layers,
@@ -56,6 +58,4 @@ def new_reader(
     model = Reader(config, dtype=dtype)
     params = jax.jit(lambda k: model.init(k, dummy_batch(config))["params"])(jax.random.fold_in(rng, 2))
     params = {**jax.tree.map(lambda x: x, params), "transformer_model": enc_params}
-    import flax.linen as nn
-
     return model, nn.unbox(params), tokenizer

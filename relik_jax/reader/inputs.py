@@ -21,11 +21,11 @@ from typing import Any
 
 import numpy as np
 
+from relik_jax.core.errors import ConfigError, DataError
+from relik_jax.core.shapes import bucket
+from relik_jax.core.types import NME
 from relik_jax.data.windows import Window, Words
-from relik_jax.errors import ConfigError, DataError
-from relik_jax.jax_utils import bucket
 
-NME = "--NME--"
 RESERVED_TOKENS = 20  # the official budget keeps 20 positions free
 MAX_PIECES_PER_CANDIDATE = 22  # symbol included
 

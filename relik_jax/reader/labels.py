@@ -15,10 +15,10 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from relik_jax.errors import ConfigError
-from relik_jax.reader.inputs import NME, Row, collate
-
-IGNORE = -100
+from relik_jax.core.errors import ConfigError
+from relik_jax.core.types import IGNORE, NME
+from relik_jax.reader.inputs import Row, collate
+from relik_jax.reader.spec import TaskSpec
 
 
 @dataclasses.dataclass
@@ -110,7 +110,7 @@ def re_row_labels(
 def collate_train(
     rows: Sequence[Row],
     labels: Sequence[RowLabels],
-    task: str,
+    spec: TaskSpec,
     *,
     batch_size: int,
     max_starts: int,
@@ -130,7 +130,7 @@ def collate_train(
     ent_valid = np.zeros((b, max_entities), bool)
     first_end = np.zeros((b, max_starts), np.int32)
     ent_col = np.zeros((b, max_entities), np.int32)
-    cols = batch["relation_pos" if task == "cie" else "symbol_pos"].shape[1]
+    cols = batch["relation_pos" if spec.extra_relations else "symbol_pos"].shape[1]
     end_labels = np.full((b, max_starts, length), IGNORE, np.int32)
     rel_labels = np.full((b, max_entities, max_entities, cols), IGNORE, np.int32)
     cut = 0
@@ -144,19 +144,20 @@ def collate_train(
         for k, (_, (s, e)) in enumerate(ents):
             ent_start[i, k], ent_end[i, k] = s, e
         ent_valid[i, : len(ents)] = True
-        if task == "span":
+        if not spec.binary_end:
             first_end[i, : len(starts)] = lab.first_ends[: len(starts)]
-        if task in ("span", "cie"):
+        if spec.links:
             ent_col[i, : len(ents)] = [lab.columns[k] for k, _ in ents]
-        if task != "span":
+        if spec.binary_end:
             text = ~batch["prediction_mask"][i].astype(bool)
             for r, s in enumerate(starts):
                 row = np.where(text, 0, IGNORE)
                 row[:s] = IGNORE
                 row[[e for (_, (ss, e)) in ents if ss == s]] = 1
                 end_labels[i, r] = row
+        if spec.relations:
             n = len(ents)
-            nr = len(rows[i].relations if task == "cie" else rows[i].columns)
+            nr = len(rows[i].relations if spec.extra_relations else rows[i].columns)
             kept = {orig: k for k, (orig, _) in enumerate(ents)}
             rel_labels[i, :n, :n, :nr] = 0
             for a, c, r in lab.relations:
@@ -164,10 +165,12 @@ def collate_train(
                     rel_labels[i, kept[a], kept[c], r] = 1
     batch.update(start_labels=start_labels, gold_starts=gold_starts, gold_start_valid=start_valid,
                  gold_ent_start=ent_start, gold_ent_end=ent_end, gold_ent_valid=ent_valid)  # fmt: skip
-    if task == "span":
-        batch.update(gold_end_target=first_end, gold_ent_label=ent_col)
+    if spec.binary_end:
+        batch.update(end_labels=end_labels)
     else:
-        batch.update(end_labels=end_labels, relation_labels=rel_labels)
-        if task == "cie":
-            batch.update(gold_ent_label=ent_col)
+        batch.update(gold_end_target=first_end)
+    if spec.links:
+        batch.update(gold_ent_label=ent_col)
+    if spec.relations:
+        batch.update(relation_labels=rel_labels)
     return batch, cut

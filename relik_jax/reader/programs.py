@@ -12,15 +12,13 @@ Decisions that differ from relik 1.0.7 (logits are identical; see README "Differ
 
 from __future__ import annotations
 
-from typing import Any
-
 import jax
 import jax.numpy as jnp
 
-from relik_jax.models.reader import MASKED, Reader, mask_logits, relation_columns
+from relik_jax.core.types import IGNORE
+from relik_jax.reader.model import MASKED, Reader, mask_logits, relation_columns
 
 Batch = dict[str, jax.Array]
-IGNORE = -100
 
 
 def first_k(mask_BN: jax.Array, k: int) -> tuple[jax.Array, jax.Array, jax.Array]:
@@ -88,7 +86,8 @@ def predict_spans(
             end_logits=end, ent_start=starts, ent_end=ends, ent_valid=start_valid, entity_overflow=out["start_overflow"]
         )
     else:  # binary end per position: 0..n ends per start
-        masked = pmask[:, None, :] if c.task == "span" else pmask[:, None, :] | before_start
+        # (a binary end head on an EL reader, the official option, masks nothing before the start)
+        masked = pmask[:, None, :] | before_start if c.spec.binary_end else pmask[:, None, :]
         end = mask_logits(end, masked)
         is_end = (end[..., 1] > end[..., 0]) & ~before_start & start_valid[..., None]
         b, s, length = is_end.shape
@@ -147,14 +146,6 @@ def link(
     }
 
 
-def score_relations(
-    model: Reader, params, feats, ent_start, ent_end, ent_valid, relation_pos, relation_valid, *, threshold: float
-) -> dict[str, jax.Array]:
-    """RE: `[B, E, E, R]` probabilities and decisions for the given (already bucketed) entities."""
-    vectors = _apply(model, params, Reader.relation_vectors, feats, ent_start, ent_end, relation_pos)
-    return relation_decisions(model, params, *vectors, ent_valid, relation_valid, threshold=threshold)
-
-
 def relation_decisions(
     model: Reader, params, subj, obj, rel, ent_valid, relation_valid, *, threshold: float
 ) -> dict[str, jax.Array]:
@@ -178,7 +169,13 @@ def cross_entropy(logits: jax.Array, labels: jax.Array, valid: jax.Array) -> jax
 
 
 def reader_losses(
-    model: Reader, params, batch: Batch, *, deterministic: bool = True, rng: jax.Array | None = None
+    model: Reader,
+    params,
+    batch: Batch,
+    *,
+    deterministic: bool = True,
+    rng: jax.Array | None = None,
+    span_loss_weight: float = -1.0,
 ) -> dict[str, jax.Array]:
     """The official training losses on gold spans (teacher forcing).
 
@@ -188,6 +185,8 @@ def reader_losses(
     span: gold_end_target `[B, S]` (the first gold end of each start), gold_ent_label `[B, E]`
     (gold column). triplet: end_labels `[B, S, L]`, relation_labels `[B, E, E, R]` (-100 ignored).
     cie: both (binary end_labels), with the relation columns in relation_pos / relation_valid.
+    `loss` is the task's weighted sum (`TaskSpec.total_loss`; `span_loss_weight` >= 0 re-weights RE's
+    span losses).
     """
     c = model.config
     rngs = {"dropout": rng} if rng is not None else None
@@ -199,7 +198,7 @@ def reader_losses(
     feats = call(Reader.features, batch["input_ids"], batch["attention_mask"], batch["token_type_ids"])
     pmask = batch["prediction_mask"].astype(bool)
     start = call(Reader.start_logits, feats)
-    if c.task == "span":  # the official span model masks its start logits in training too
+    if not c.spec.binary_end:  # the official span model masks its start logits in training too
         start = mask_logits(start, pmask)
     labels = batch["start_labels"]
     losses = {"start_loss": cross_entropy(start, labels, labels != IGNORE)}
@@ -212,7 +211,9 @@ def reader_losses(
         losses["end_loss"] = cross_entropy(end, batch["gold_end_target"], start_valid)
     else:
         masked = (
-            pmask[:, None, :] if c.task == "span" else pmask[:, None, :] | (positions < batch["gold_starts"][..., None])
+            pmask[:, None, :] | (positions < batch["gold_starts"][..., None])
+            if c.spec.binary_end
+            else pmask[:, None, :]
         )
         end_labels = batch["end_labels"]
         losses["end_loss"] = cross_entropy(
@@ -229,14 +230,5 @@ def reader_losses(
         rel_valid = (rel_labels != IGNORE) & ent_valid[:, :, None, None] & ent_valid[:, None, :, None]
         rel_valid = rel_valid & rel_col_valid.astype(bool)[:, None, None, :]
         losses["relation_loss"] = cross_entropy(rel, rel_labels, rel_valid)
-    if c.task == "span":  # the official weights
-        losses["loss"] = losses["start_loss"] + losses["end_loss"] + losses["link_loss"]
-    elif c.task == "triplet":
-        losses["loss"] = (losses["start_loss"] + losses["end_loss"]) / 20 + 0.9 * losses["relation_loss"]
-    else:  # cIE: the official typed-entity reader averages its four losses
-        losses["loss"] = (losses["start_loss"] + losses["end_loss"] + losses["link_loss"] + losses["relation_loss"]) / 4
+    losses["loss"] = c.spec.total_loss(losses, span_loss_weight)  # the official weights by default
     return losses
-
-
-def as_jnp(batch: dict[str, Any]) -> Batch:
-    return {k: jnp.asarray(v) for k, v in batch.items()}

@@ -1,11 +1,25 @@
-"""The defaults every config in `configs/` starts from (ml_collections), and the tiny CPU variant.
+"""The defaults every config in `configs/` starts from (ml_collections), its variants, and the one
+check of a config (`validate`).
 
-A config file defines `get_config(arg)`; `--config=configs/x.py:tiny` passes `"tiny"`.
+A config file defines `get_config(arg)` and ends with `return variant(c, arg)`:
+`--config=configs/x.py:tiny` passes `"tiny"`; an unknown variant is an error in every config.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
+import jax
 import ml_collections
+
+from relik_jax.core.errors import ConfigError
+from relik_jax.data.tfds_builders import dataset_spec
+from relik_jax.parallel.mesh import mesh_dims
+from relik_jax.reader.spec import get_spec, task_name
+from relik_jax.training.optim import validate_optim
+
+KINDS = ("reader", "retriever")  # what a config trains (`kind`)
+RNG_IMPLS = ("auto", "philox4x32", "threefry2x32")
 
 
 def base_config() -> ml_collections.ConfigDict:
@@ -38,6 +52,11 @@ def base_config() -> ml_collections.ConfigDict:
     c.retriever.passage_max_length = 64
     c.retriever.passages_per_batch = 128  # passage rows per batch (positives + in-batch / hard negatives)
     c.retriever.max_hard_negatives = 4
+    c.retriever.mine_hard_negatives = (
+        False  # from the 2nd epoch on: each question's top non-positives (current weights)
+    )
+    c.retriever.mine_k = 20  # passages retrieved per question when mining
+    c.retriever.mine_keep = 8  # hard negatives kept per question
     c.retriever.eval_k = 100
 
     c.data = ml_collections.ConfigDict()
@@ -100,13 +119,13 @@ def base_config() -> ml_collections.ConfigDict:
     return c
 
 
-SAMPLES = {"el": "sample_el", "span": "sample_el", "re": "sample_re", "triplet": "sample_re", "cie": "sample_cie"}
+SAMPLES = {"span": "sample_el", "triplet": "sample_re", "cie": "sample_cie"}  # the bundled sample of each task
 
 
 def use_sample(c: ml_collections.ConfigDict) -> None:
     """Points the data at the bundled sample of the config's task (no files, KB or test split)."""
     c.data.dir = ""
-    c.data.dataset = "sample_el" if c.kind == "retriever" else SAMPLES.get(c.reader.task, "sample_re")
+    c.data.dataset = "sample_el" if c.kind == "retriever" else SAMPLES[task_name(c.reader.task)]
     c.data.relations = ""
     c.data.kb = ""
     c.data.test_split = ""
@@ -131,3 +150,48 @@ def tiny(c: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
     c.eval.tune_threshold = False
     c.retriever.passages_per_batch = 32
     return c
+
+
+VARIANTS: dict[str, Callable[[ml_collections.ConfigDict], ml_collections.ConfigDict]] = {"tiny": tiny}
+
+
+def variant(c: ml_collections.ConfigDict, arg: str | None) -> ml_collections.ConfigDict:
+    """`c` as the `:arg` of `--config=configs/x.py:arg` asks (none: `c` itself)."""
+    if not arg:
+        return c
+    if arg not in VARIANTS:
+        raise ConfigError(f"unknown config variant {arg!r}; known: {', '.join(VARIANTS)}")
+    return VARIANTS[arg](c)
+
+
+def validate(c: ml_collections.ConfigDict, *, devices: int | None = None, processes: int | None = None) -> None:
+    """Every rule a config must follow, checked before anything is loaded (`ConfigError` naming the key).
+    `devices` / `processes`: what the run has (default: JAX's device and process counts)."""
+    devices = jax.device_count() if devices is None else devices
+    processes = jax.process_count() if processes is None else processes
+    if c.kind not in KINDS:
+        raise ConfigError(f"unknown config.kind {c.kind!r} ({' | '.join(KINDS)})")
+    data_kind = dataset_spec(c.data.dataset).kind
+    if c.kind == "reader":
+        spec = get_spec(c.reader.task)
+        if data_kind != spec.dataset_kind:
+            raise ConfigError(
+                f"dataset {c.data.dataset!r} holds {data_kind} records; a {c.reader.task} reader needs "
+                f"{spec.dataset_kind} records"
+            )
+        if c.reader.max_starts < 1 or c.reader.max_entities < 1:
+            raise ConfigError("reader.max_starts and reader.max_entities must be >= 1")
+    validate_optim(c.optim)
+    if c.train.rng_impl not in RNG_IMPLS:
+        raise ConfigError(f"train.rng_impl must be one of {RNG_IMPLS}, got {c.train.rng_impl!r}")
+    bs = c.train.batch_size
+    if bs < 1:
+        raise ConfigError(f"train.batch_size must be >= 1, got {bs}")
+    data_axis = mesh_dims((c.mesh.data, c.mesh.model), devices)[0]
+    if bs % data_axis:
+        raise ConfigError(
+            f"train.batch_size={bs} is not divisible by the mesh's data axis ({data_axis} devices); "
+            f"use a multiple of {data_axis}"
+        )
+    if bs % processes:
+        raise ConfigError(f"train.batch_size={bs} is not divisible by the {processes} processes")

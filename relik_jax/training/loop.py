@@ -6,6 +6,8 @@
 - Orbax `CheckpointManager` (async): every `checkpoint.every` steps and at the end, the last
   `checkpoint.keep` kept, the data position (step, epoch, batch) saved beside the state; a run
   resumes from its workdir by itself. The best dev checkpoint is kept apart (`best/`).
+- Epochs: `task.begin_epoch(epoch, params)` runs before the epoch's batches are built (in a
+  background thread, `data.prefetch` ahead); the task's `finish` gets the best params at the end.
 - A step whose loss or gradient is not finite leaves the state unchanged; the run stops at the
   next metrics flush with the step named and the last checkpoint intact.
 - Metrics: `metrics.jsonl` and TensorBoard event files (`tensorboard/`), from process 0.
@@ -23,17 +25,19 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
+import orbax.checkpoint as ocp
+from tensorboardX import SummaryWriter
 from tqdm.auto import tqdm
 
-from relik_jax.errors import ConfigError, RelikJaxError
-from relik_jax.parallel.mesh import DEFAULT_RULES, make_mesh, replicated, shard_batch
+from relik_jax.core.errors import RelikJaxError
+from relik_jax.parallel.mesh import logical_shardings, make_mesh, replicated, shard_batch
 from relik_jax.training.optim import make_optimizer
 from relik_jax.training.state import TrainState
+from relik_jax.training.task import Finish, Task
 
 log = logging.getLogger(__name__)
 
@@ -59,12 +63,7 @@ class MetricWriter:
                 line for line in self.path.read_text().splitlines() if line and json.loads(line)["step"] <= resume_step
             ]
             self.path.write_text("".join(x + "\n" for x in kept))
-        try:
-            from tensorboardX import SummaryWriter
-
-            self.tb = SummaryWriter(str(workdir / "tensorboard"))
-        except ImportError:  # pragma: no cover - a declared dependency
-            log.warning("tensorboardX is not installed: metrics go to metrics.jsonl only")
+        self.tb = SummaryWriter(str(workdir / "tensorboard"))
 
     def write(self, step: int, values: dict[str, float], prefix: str = "") -> None:
         if not self.enabled:
@@ -108,19 +107,18 @@ def prefetch(it: Iterator, size: int) -> Iterator:
         yield x
 
 
-def host_batches(task, start: int, total: int) -> Iterator[tuple[int, dict[str, np.ndarray]]]:
-    """(step, this host's slice of the global batch) from `start` to `total`."""
+def host_batches(task: Task, epoch: int, start: int, end: int) -> Iterator[tuple[int, dict[str, np.ndarray]]]:
+    """(step, this host's slice of the global batch) for the steps `[start, end)` of `epoch`."""
     spe = task.steps_per_epoch()
     n_proc, pid = jax.process_count(), jax.process_index()
-    orders: dict[int, list] = {}
-    for step in range(start, total):
-        epoch, i = divmod(step, spe)
-        if epoch not in orders:
-            orders = {epoch: task.epoch_order(epoch)}
-        batch = task.batch(orders[epoch][i])
-        local = task.batch_size // n_proc
-        shared = getattr(task, "replicated_keys", ())
-        yield step, {k: v if k in shared else v[pid * local : (pid + 1) * local] for k, v in batch.items()}
+    order = task.epoch_order(epoch)
+    local = task.batch_size // n_proc
+    for step in range(start, end):
+        batch = task.batch(order[step - epoch * spe])
+        yield (
+            step,
+            {k: v if k in task.replicated_keys else v[pid * local : (pid + 1) * local] for k, v in batch.items()},
+        )
 
 
 # ---- the loop --------------------------------------------------------------------------------
@@ -133,13 +131,12 @@ class TrainResult:
     best: dict[str, float]
     best_step: int | None
     final: dict[str, float]
-    export: Path | None
+    params: Any  # the params after the last step
     best_params: Any = None  # the best dev checkpoint's params (restored once, here)
+    finish: Finish | None = None  # what the task's `finish` made of the best params
 
 
-def _checkpoint_managers(workdir: Path, cfg) -> tuple[Any, Any]:
-    import orbax.checkpoint as ocp
-
+def _checkpoint_managers(workdir: Path, cfg) -> tuple[ocp.CheckpointManager, ocp.CheckpointManager]:
     main = ocp.CheckpointManager(
         workdir / "checkpoints",
         options=ocp.CheckpointManagerOptions(
@@ -156,14 +153,12 @@ def _checkpoint_managers(workdir: Path, cfg) -> tuple[Any, Any]:
 
 
 def _save(mngr, step: int, state, meta: dict, *, force: bool = False) -> bool:
-    import orbax.checkpoint as ocp
-
     return mngr.save(
         step, args=ocp.args.Composite(state=ocp.args.StandardSave(state), meta=ocp.args.JsonSave(meta)), force=force
     )
 
 
-def make_train_step(task, tx, lr_schedule, *, dropout: bool, accumulate: int, state_sharding, mesh):
+def make_train_step(task: Task, tx, lr_schedule, *, dropout: bool, accumulate: int, state_sharding, mesh):
     def step(state: TrainState, batch, rng):
         key = jax.random.fold_in(rng, state.step) if dropout else None
         (loss, aux), grads = jax.value_and_grad(task.loss, has_aux=True)(state.params, batch, key)
@@ -177,21 +172,12 @@ def make_train_step(task, tx, lr_schedule, *, dropout: bool, accumulate: int, st
     return jax.jit(step, donate_argnums=0, out_shardings=(state_sharding, replicated(mesh)))
 
 
-def train_and_evaluate(config, workdir: str | Path, *, task=None) -> TrainResult:
-    """Trains `config` in `workdir` (resuming from its last checkpoint), evaluates, exports the best."""
+def train_and_evaluate(config, workdir: str | Path, task: Task) -> TrainResult:
+    """Trains `task` as `config` says in `workdir` (resuming from its last checkpoint), evaluating as
+    it goes; then hands the best params to `task.finish`. `config` must have passed `validate`."""
     workdir = Path(workdir).expanduser().resolve()
     is_main = jax.process_index() == 0
     mesh = make_mesh((config.mesh.data, config.mesh.model))
-    bs = config.train.batch_size
-    if bs % mesh.shape["data"]:
-        raise ConfigError(
-            f"train.batch_size={bs} is not divisible by the mesh's data axis ({mesh.shape['data']} devices); "
-            f"use a multiple of {mesh.shape['data']}"
-        )
-    if bs % jax.process_count():
-        raise ConfigError(f"train.batch_size={bs} is not divisible by the {jax.process_count()} processes")
-    if task is None:
-        task = make_task(config)
     if is_main:
         workdir.mkdir(parents=True, exist_ok=True)
         (workdir / "config.json").write_text(config.to_json_best_effort(indent=2) + "\n")
@@ -200,19 +186,13 @@ def train_and_evaluate(config, workdir: str | Path, *, task=None) -> TrainResult
     tx, lr = make_optimizer(config.optim, total_steps=total, num_layers=task.num_layers)
 
     abstract_state = jax.eval_shape(lambda p: TrainState.create(p, tx), task.abstract_params())
-    state_sharding = nn.logical_to_mesh_sharding(nn.get_partition_spec(abstract_state), mesh, list(DEFAULT_RULES))
-    params = task.init_params
-    if config.init_from:
-        params = load_init_params(config.init_from, params)
-    state = jax.jit(lambda p: TrainState.create(p, tx), out_shardings=state_sharding)(params)
-    del params
+    state_sharding = logical_shardings(abstract_state, mesh)
+    state = jax.jit(lambda p: TrainState.create(p, tx), out_shardings=state_sharding)(task.init_params)
 
     mngr, best_mngr = _checkpoint_managers(workdir, config.checkpoint)
     meta: dict[str, Any] = {"best": None, "best_step": None}
     start = 0
     if (latest := mngr.latest_step()) is not None:
-        import orbax.checkpoint as ocp
-
         restored = mngr.restore(
             latest, args=ocp.args.Composite(state=ocp.args.StandardRestore(state), meta=ocp.args.JsonRestore())
         )
@@ -259,8 +239,6 @@ def train_and_evaluate(config, workdir: str | Path, *, task=None) -> TrainResult
         if is_main:
             bar.write(f"step {step_done}: dev " + ", ".join(f"{k} {v:.4f}" for k, v in sorted(metrics.items())))
         if meta["best"] is None or main > meta["best"]:
-            import orbax.checkpoint as ocp
-
             meta.update(best=main, best_step=step_done, best_metrics=metrics)
             best_mngr.save(
                 step_done,
@@ -271,20 +249,25 @@ def train_and_evaluate(config, workdir: str | Path, *, task=None) -> TrainResult
 
     final: dict[str, float] = {}
     try:
-        for step, batch in prefetch(host_batches(task, start, total), config.data.prefetch):
-            state, metrics = step_fn(state, shard_batch(batch, mesh, getattr(task, "replicated_keys", ())), rng)
-            pending.append((step, metrics))
-            examples += int(batch["row_valid"].sum()) * jax.process_count()
-            done = step + 1
-            bar.update(1)
-            save_now = done % max(config.checkpoint.every, 1) == 0
-            if done % config.log.every == 0 or save_now or done % eval_every == 0 or done == total:
-                flush(done)
-            if done % eval_every == 0 or done == total:
-                final = evaluate(done)
-            if save_now or done == total:
-                epoch, i = divmod(done, spe)
-                _save(mngr, done, state, {**meta, "step": done, "epoch": epoch, "batch": i}, force=done == total)
+        for epoch in range(start // spe, -(-total // spe)):
+            first, end = max(start, epoch * spe), min(total, (epoch + 1) * spe)
+            if first >= end:
+                continue
+            task.begin_epoch(epoch, state.params)
+            for step, batch in prefetch(host_batches(task, epoch, first, end), config.data.prefetch):
+                state, metrics = step_fn(state, shard_batch(batch, mesh, task.replicated_keys), rng)
+                pending.append((step, metrics))
+                examples += int(batch["row_valid"].sum()) * jax.process_count()
+                done = step + 1
+                bar.update(1)
+                save_now = done % max(config.checkpoint.every, 1) == 0
+                if done % config.log.every == 0 or save_now or done % eval_every == 0 or done == total:
+                    flush(done)
+                if done % eval_every == 0 or done == total:
+                    final = evaluate(done)
+                if save_now or done == total:
+                    e, i = divmod(done, spe)
+                    _save(mngr, done, state, {**meta, "step": done, "epoch": e, "batch": i}, force=done == total)
         if start >= total and meta.get("best_metrics"):
             final = meta["best_metrics"]
     finally:
@@ -292,44 +275,19 @@ def train_and_evaluate(config, workdir: str | Path, *, task=None) -> TrainResult
         mngr.wait_until_finished()
         writer.close()
 
-    export = best_params = None
+    best_params = finish = None
     if meta["best_step"] is not None:
-        import orbax.checkpoint as ocp
-
         best_params = best_mngr.restore(
             meta["best_step"],
             args=ocp.args.Composite(params=ocp.args.StandardRestore(state.params), meta=ocp.args.JsonRestore()),
         ).params
-        if is_main and config.export:
-            export = task.export(best_params, workdir / "export")
+        finish = task.finish(best_params, workdir, meta.get("best_metrics") or {})
     best_mngr.close()
     mngr.close()
     return TrainResult(
-        workdir, max(start, total), meta.get("best_metrics") or {}, meta["best_step"], final, export, best_params
-    )
-
-
-def load_init_params(source: str | Path, params):
-    """Params to start from: a reader folder (ours or the official relik format)."""
-    from relik_jax.convert.official import load_reader
-
-    _, loaded, _ = load_reader(source)
-    want = jax.tree.structure(params)
-    if jax.tree.structure(loaded) != want:
-        raise ConfigError(f"init_from={source}: its parameters do not match this config's model")
-    return loaded
-
-
-def make_task(config):
-    if config.kind == "reader":
-        from relik_jax.training.reader_task import ReaderTask
-
-        return ReaderTask(config)
-    if config.kind == "retriever":
-        from relik_jax.training.retriever_task import RetrieverTask
-
-        return RetrieverTask(config)
-    raise ConfigError(f"unknown config.kind {config.kind!r} (reader | retriever)")
+        workdir, max(start, total), meta.get("best_metrics") or {}, meta["best_step"], final, state.params,
+        best_params, finish,
+    )  # fmt: skip
 
 
 def rng_impl(name: str) -> str:

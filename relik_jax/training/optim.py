@@ -13,7 +13,7 @@ from typing import Any, NamedTuple
 import jax
 import optax
 
-from relik_jax.errors import ConfigError
+from relik_jax.core.errors import ConfigError
 
 _LAYER = re.compile(r"\['layer_(\d+)'\]")
 _NO_DECAY = ("bias", "LayerNorm", "layer_norm", "norm")
@@ -64,17 +64,22 @@ def schedule(learning_rate: float, total_steps: int, warmup_steps: int) -> optax
     )
 
 
-def make_optimizer(
-    cfg: Any, *, total_steps: int, num_layers: int, encoder_key: str = "transformer_model"
-) -> tuple[optax.GradientTransformation, optax.Schedule]:
-    """`cfg`: learning_rate, head_learning_rate, layer_decay, weight_decay, warmup (fraction of the
-    steps, or steps when >= 1), clip_norm, accumulate, b1, b2, eps."""
+def validate_optim(cfg: Any) -> None:
+    """The rules of an `optim` config section (`ConfigError` naming the key)."""
     if cfg.learning_rate <= 0:
         raise ConfigError(f"optim.learning_rate must be > 0, got {cfg.learning_rate}")
     if not 0 < cfg.layer_decay <= 1:
         raise ConfigError(f"optim.layer_decay must be in (0, 1], got {cfg.layer_decay}")
     if cfg.accumulate < 1:
         raise ConfigError(f"optim.accumulate must be >= 1, got {cfg.accumulate}")
+
+
+def make_optimizer(
+    cfg: Any, *, total_steps: int, num_layers: int, encoder_key: str = "transformer_model"
+) -> tuple[optax.GradientTransformation, optax.Schedule]:
+    """`cfg`: learning_rate, head_learning_rate, layer_decay, weight_decay, warmup (fraction of the
+    steps, or steps when >= 1), clip_norm, accumulate, b1, b2, eps."""
+    validate_optim(cfg)
     updates = -(-total_steps // cfg.accumulate)
     warmup = int(cfg.warmup if cfg.warmup >= 1 else round(cfg.warmup * updates))
     lr = schedule(cfg.learning_rate, updates, warmup)

@@ -18,18 +18,25 @@ import jax.numpy as jnp
 import numpy as np
 from tqdm.auto import tqdm
 
+from relik_jax.core.errors import ConfigError, DataError
+from relik_jax.core.shapes import bucket, capped_buckets
+from relik_jax.core.types import NME
 from relik_jax.data import tfds_builders
 from relik_jax.data.formats import ELDocument
 from relik_jax.data.windows import given_words, spacy_words
-from relik_jax.errors import ConfigError, DataError
-from relik_jax.inference.outputs import NME
-from relik_jax.inference.reader import ReaderPipeline
-from relik_jax.jax_utils import bucket, capped_buckets
-from relik_jax.models.reader import TASK_ALIASES, dummy_batch
+from relik_jax.inference.relik import Relik
+from relik_jax.inference.settings import Settings
 from relik_jax.reader import programs
+from relik_jax.reader.checkpoint import load_reader, save_reader
+from relik_jax.reader.factory import new_reader
 from relik_jax.reader.inputs import TRAIN_CAP_BUCKETS, TRAIN_COLUMN_BUCKETS, TRAIN_LENGTH_BUCKETS
 from relik_jax.reader.labels import collate_train, el_row_labels, re_row_labels
-from relik_jax.retrieval.passages import kb_titles, relation_passages
+from relik_jax.reader.model import dummy_batch
+from relik_jax.reader.pipeline import ReaderPipeline
+from relik_jax.reader.spec import get_spec
+from relik_jax.retriever.dense import DenseRetriever
+from relik_jax.retriever.passages import kb_titles, relation_passages
+from relik_jax.training.task import Finish
 
 log = logging.getLogger(__name__)
 
@@ -45,27 +52,21 @@ def _word_chars(words, span: tuple[int, int]) -> tuple[int, int]:
 
 
 class ReaderTask:
-    """Everything the generic loop needs to train a Reader (see `relik_jax.training.loop`)."""
+    """A Reader trained by the generic loop (the `relik_jax.training.task.Task` contract)."""
+
+    replicated_keys = ()
 
     def __init__(self, config: Any, *, model=None, params=None, tokenizer=None):
         self.config = config
-        self.task = TASK_ALIASES.get(config.reader.task)
-        if self.task is None:
-            raise ConfigError(f"reader.task must be one of el, re, cie (or span, triplet), got {config.reader.task!r}")
+        self.spec = get_spec(config.reader.task)
         data = config.data
-        kind = tfds_builders.dataset_spec(data.dataset).kind
-        if kind != ("el" if self.task == "span" else "re"):
-            raise ConfigError(f"dataset {data.dataset!r} holds {kind} records; a {config.reader.task} reader needs "
-                              f"{'el' if self.task == 'span' else 're'} records")  # fmt: skip
         self.docs = {split: tfds_builders.load_config_split(data, split) for split in ("train", data.eval_split)}
-        self.relations = self._relations() if self.task != "span" else []
-        self.kb = self._kb() if self.task != "triplet" else []
+        self.relations = self._relations() if self.spec.relations else []
+        self.kb = self._kb() if self.spec.links else []
         if model is None:
-            from relik_jax.reader.factory import new_reader
-
             model, params, tokenizer = new_reader(
                 config.model.encoder,
-                self.task,
+                self.spec.name,
                 entity_symbols=config.reader.entity_symbols,
                 relation_symbols=max(config.reader.relation_symbols, len(self.relations)),
                 linears_hidden_size=config.reader.linears_hidden_size,
@@ -73,6 +74,8 @@ class ReaderTask:
                 rng=jax.random.key(config.seed),
                 dtype=jnp.bfloat16 if config.model.compute_dtype == "bfloat16" else jnp.float32,
             )
+        if config.init_from:
+            params = self._init_from(config.init_from, params)
         self.model, self.init_params, self.tokenizer = model, params, tokenizer
         self.num_layers = model.config.encoder.num_layers
         self.pipeline = ReaderPipeline(
@@ -93,7 +96,15 @@ class ReaderTask:
         self.length_buckets = capped_buckets(TRAIN_LENGTH_BUCKETS, data.max_length)
         self.starts_buckets = capped_buckets(TRAIN_CAP_BUCKETS, config.reader.max_starts)
         self.entity_buckets = capped_buckets(TRAIN_CAP_BUCKETS, config.reader.max_entities)
-        self.main_metric = "triplet_f1" if self.task != "span" else "el_f1"
+        self.main_metric = self.spec.main_metric
+
+    @staticmethod
+    def _init_from(source: str, params: Any) -> Any:
+        """Params to start from: a reader folder (ours or the official relik format)."""
+        _, loaded, _ = load_reader(source)
+        if jax.tree.structure(loaded) != jax.tree.structure(params):
+            raise ConfigError(f"init_from={source}: its parameters do not match this config's model")
+        return loaded
 
     # ---- data ------------------------------------------------------------------------------
 
@@ -137,11 +148,11 @@ class ReaderTask:
         it = tqdm(docs, desc="building training rows", unit="doc", disable=jax.process_index() != 0, leave=False)
         for i, doc in enumerate(it):
             text, words = self._doc_inputs(doc)
-            cands = self.relations if self.task == "triplet" else self.candidates(doc, salt=0)
-            rels = self.relations if self.task == "cie" else ()
+            cands = self.relations if self.spec.candidates == "relations" else self.candidates(doc, salt=0)
+            rels = self.relations if self.spec.extra_relations else ()
             _, doc_rows = self.pipeline.rows_for(i, text, words, cands, rels)
             for row in doc_rows:
-                if self.task == "span":
+                if not self.spec.relations:
                     lab = el_row_labels(row, doc.spans)
                 else:
                     spans = [(s, e, t) for s, e, t in doc.spans]
@@ -149,6 +160,9 @@ class ReaderTask:
                 rows.append(row)
                 labels.append(lab)
         return rows, labels
+
+    def begin_epoch(self, epoch: int, params: Any) -> None:
+        del epoch, params  # the rows are the same every epoch
 
     def steps_per_epoch(self) -> int:
         return -(-len(self.rows) // self.batch_size)
@@ -177,7 +191,7 @@ class ReaderTask:
         b, _ = collate_train(
             [self.rows[i] for i in indices],
             labels,
-            self.task,
+            self.spec,
             batch_size=self.batch_size,
             max_starts=starts,
             max_entities=ents,
@@ -195,12 +209,11 @@ class ReaderTask:
         return jax.eval_shape(lambda k: self.model.init(k, batch)["params"], jax.random.key(0))
 
     def loss(self, params, batch, rng):
-        losses = programs.reader_losses(self.model, params, batch, deterministic=rng is None, rng=rng)
-        loss = losses["loss"]  # the official weighting
-        w = self.config.reader.span_loss_weight
-        if w >= 0 and self.task == "triplet":  # RE: re-weight the span losses against the relation loss
-            loss = w * (losses["start_loss"] + losses["end_loss"]) + 0.9 * losses["relation_loss"]
-        return loss, {k: v for k, v in losses.items() if k != "loss"}
+        losses = programs.reader_losses(
+            self.model, params, batch, deterministic=rng is None, rng=rng,
+            span_loss_weight=self.config.reader.span_loss_weight,
+        )  # fmt: skip
+        return losses["loss"], {k: v for k, v in losses.items() if k != "loss"}
 
     # ---- evaluation ------------------------------------------------------------------------
 
@@ -215,16 +228,16 @@ class ReaderTask:
                 docs = self.docs[split] = tfds_builders.load_config_split(self.config.data, split)
         if self.config.eval.max_docs:
             docs = docs[: self.config.eval.max_docs]
-        self.pipeline.params = params
-        if self.task == "span":
-            outs = self.pipeline([d.text for d in docs], candidates=[self.candidates(d, salt=1) for d in docs])
+        pipeline = self.pipeline.with_params(params)
+        if not self.spec.relations:
+            outs = pipeline([d.text for d in docs], candidates=[self.candidates(d, salt=1) for d in docs])
             return self._el_metrics(docs, outs)
         kw: dict[str, Any] = {"words": [list(d.words) for d in docs]}
-        if self.task == "cie":
+        if self.spec.extra_relations:
             kw.update(candidates=[self.candidates(d, salt=1) for d in docs], relations=self.relations)
         else:
             kw.update(candidates=self.relations)
-        return self._re_metrics(docs, self.pipeline(**kw, relation_threshold=threshold))
+        return self._re_metrics(docs, pipeline(**kw, relation_threshold=threshold))
 
     def _el_metrics(self, docs, outs) -> dict[str, float]:
         tp = n_pred = n_gold = 0
@@ -249,17 +262,38 @@ class ReaderTask:
             pred_t = {(t.subject.start, t.subject.end, t.relation, t.object.start, t.object.end) for t in o.triplets}
             add("triplet", gold_t, pred_t)
             add("span", {_word_chars(words, (s, e)) for s, e, _ in d.spans}, {(s.start, s.end) for s in o.spans})
-            if self.task == "cie":
+            if self.spec.links:
                 gold_l = {(*_word_chars(words, (s, e)), t) for s, e, t in d.spans if t != NME}
                 add("link", gold_l, {(s.start, s.end, s.label) for s in o.spans if s.label != NME})
         out = {}
         for name, (tp, n_pred, n_gold) in counts.items():
-            if name == "link" and self.task != "cie":
+            if name == "link" and not self.spec.links:
                 continue
             out.update({f"{name}_{k}": v for k, v in prf(tp, n_pred, n_gold).items()})
         return out
 
-    # ---- export ----------------------------------------------------------------------------
+    # ---- the end of training ---------------------------------------------------------------
+
+    def finish(self, params, workdir: Path, best: dict[str, float]) -> Finish:
+        """Threshold tuning on dev (RE / cIE, `eval.tune_threshold`), the exports (reader folder and
+        inference bundle, `export`), and the test split's metrics when it exists."""
+        config, is_main = self.config, jax.process_index() == 0
+        split = config.data.eval_split
+        out = Finish({split: best})
+        threshold = None
+        if config.eval.tune_threshold and self.spec.relations:
+            threshold, sweep = self.tune_threshold(params, config.eval.threshold_grid)
+            out.rows[f"{split} (threshold {threshold:g})"] = self.evaluate(params, threshold=threshold)
+            if is_main:
+                print("relation threshold on dev: " + ", ".join(f"{t:g}: {100 * f:.2f}" for t, f in sweep))
+        if config.export and is_main:
+            out.exports["reader"] = self.export(params, workdir / "export", threshold=threshold)
+            out.exports["bundle"] = self.export_bundle(params, workdir / "bundle", threshold=threshold)
+        test = config.data.test_split
+        if test and tfds_builders.has_split(config.data, test):
+            name = test + (f" (threshold {threshold:g})" if threshold is not None else "")
+            out.rows[name] = self.evaluate(params, split=test, threshold=threshold)
+        return out
 
     def tune_threshold(self, params, grid: Sequence[float]) -> tuple[float, list[tuple[float, float]]]:
         """The relation threshold with the best dev main metric, and the sweep."""
@@ -269,9 +303,6 @@ class ReaderTask:
     def export_bundle(self, params, folder: str | Path, threshold: float | None = None) -> Path:
         """An inference bundle (`Relik.from_pretrained`): the reader, the relation names and, for EL /
         cIE, a retriever with an index over the KB titles (see `export_retriever` in the config)."""
-        from relik_jax.inference.relik import Relik, Settings
-        from relik_jax.retrieval.retriever import DenseRetriever
-
         data = self.config.data
         reader = ReaderPipeline(
             self.model, jax.device_get(params), self.tokenizer,
@@ -281,7 +312,7 @@ class ReaderTask:
         )  # fmt: skip
         retriever = None
         source = self.config.get("export_retriever", "")
-        if self.task != "triplet" and source != "none" and self.kb:
+        if self.spec.links and source != "none" and self.kb:
             if source:
                 retriever = DenseRetriever.load(source, with_index=False)
             else:
@@ -293,11 +324,8 @@ class ReaderTask:
         return Relik(reader, retriever, relations=self.relations, settings=settings).save_pretrained(folder)
 
     def export(self, params, folder: str | Path, threshold: float | None = None) -> Path:
-        import dataclasses
-
-        from relik_jax.convert.official import save_reader
-
-        config = self.model.config if threshold is None else dataclasses.replace(self.model.config, threshold=threshold)
+        """A reader folder (with the official encoder folder where relik 1.0.7 has the architecture)."""
+        config = self.model.config if threshold is None else self.model.config.replace(threshold=threshold)
         return save_reader(
-            folder, config, jax.device_get(params), self.tokenizer, with_encoder_folder=self.task != "cie"
+            folder, config, jax.device_get(params), self.tokenizer, with_encoder_folder=self.spec.official
         )

@@ -6,6 +6,7 @@ from typing import Any
 
 import flax.struct
 import jax
+import jax.numpy as jnp
 import optax
 
 
@@ -17,8 +18,6 @@ class TrainState:
 
     @classmethod
     def create(cls, params: Any, tx: optax.GradientTransformation) -> TrainState:
-        import jax.numpy as jnp
-
         return cls(jnp.zeros((), jnp.int32), params, tx.init(params))
 
     def apply_gradients(self, grads: Any, tx: optax.GradientTransformation) -> TrainState:

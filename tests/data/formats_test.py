@@ -6,8 +6,8 @@ import json
 
 import pytest
 
+from relik_jax.core.errors import DataError
 from relik_jax.data.formats import read_el, read_re
-from relik_jax.errors import DataError
 
 
 def test_real_datasets_load(data_dir):

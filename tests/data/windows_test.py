@@ -6,9 +6,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from relik_jax.core.errors import ConfigError
 from relik_jax.data.jsonl import read_jsonl
 from relik_jax.data.windows import given_words, make_windows, spacy_words, window_spans
-from relik_jax.errors import ConfigError
 
 
 def test_official_windows(fixtures_dir):
@@ -63,43 +63,6 @@ def test_windows_cover_every_word_with_exact_offsets(text, size, stride):
             assert text[win.word_starts[i] : win.word_end(i)] == word
             covered.add(win.first_word + i)
     assert covered == set(range(len(words)))
-
-
-@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(text=TEXT, size=st.integers(2, 10), stride=st.integers(1, 10))
-def test_pieces_and_window_merge_round_trip_characters(minilm_path, text, size, stride):
-    """Mark every word as a span in every window it appears in, through pieces, decoding and the
-    window merge: the document gets exactly its words back, with exact offsets."""
-    from relik_jax.convert.hf import load_tokenizer
-    from relik_jax.reader.decode import finalize_el, merge_el_window, word_chars
-    from relik_jax.reader.inputs import CandidateEncoder, Vocab, el_rows, tokenize_words
-
-    tok = _TOKENIZERS.get("span") or _TOKENIZERS.setdefault(
-        "span", load_tokenizer(minilm_path, ["--NME--", "[E-0]", "[E-1]"])
-    )
-    vocab, enc = Vocab.from_tokenizer(tok), CandidateEncoder(tok, "[E-0]")
-    stride = min(stride, size)
-    words = spacy_words(text)
-    pieces = tokenize_words(tok, words)
-    merged, expected = [], set()
-    for win in make_windows(text, words, size, stride):
-        rows = el_rows(win, pieces, ["Label"], vocab, enc)
-        assert len(rows) == 1
-        row = rows[0]
-        preds = [((a, b), "Label", [], 1.0) for a, b in word_chars(row).values()]
-        merged.append(merge_el_window([preds]))
-        for i in range(len(win.words)):
-            spans_of_word = pieces.spans[win.first_word + i]
-            if spans_of_word:
-                expected.add((spans_of_word[0][0], spans_of_word[-1][1]))
-    spans = finalize_el(text, [], merged)
-    for s in spans:  # every span is the exact slice of one word
-        assert s.text == text[s.start : s.end] and s.text
-        assert any(a <= s.start and s.end <= a + len(w) for w, a in zip(words.texts, words.starts))
-    assert {(s.start, s.end) for s in spans} == expected
-
-
-_TOKENIZERS: dict = {}
 
 
 def test_given_words():

@@ -1,4 +1,5 @@
-"""`python -m relik_jax.annotate` and `python -m relik_jax.index` as a user runs them."""
+"""Annotating files: the library (`relik_jax.inference.annotate`) in-process, and `python -m relik_jax.annotate`
+where the command line itself is tested (one-line errors, a kill -9 and restart, memory over 10k documents)."""
 
 from __future__ import annotations
 
@@ -12,8 +13,11 @@ import time
 
 import pytest
 
+from relik_jax.cli import annotate as annotate_cli
+from relik_jax.core.errors import ConfigError, DataError
+from relik_jax.inference.annotate import Fields, annotate_file, open_job
 from relik_jax.inference.relik import Relik
-from relik_jax.retrieval.retriever import DenseRetriever
+from relik_jax.retriever.dense import DenseRetriever
 
 WORDS = ["Paris", "Rome", "Berlin", "the", "city", "river", "of", "is", "a", "capital", "Seine", "in", "France", "."]
 
@@ -42,13 +46,17 @@ def _docs(n, seed=0):
     return [" ".join(rng.choice(WORDS) for _ in range(rng.randint(3, 40))) for _ in range(n)]
 
 
-def test_annotate_txt_with_bad_lines(tmp_path, bundle):
+def _annotate(bundle, inp, out, *args):
+    """The command line's work, in-process (`relik_jax.cli.annotate.main`)."""
+    return annotate_cli.main([str(bundle), str(inp), str(out), "--no-progress", *map(str, args)])
+
+
+def test_annotate_txt_with_bad_lines(tmp_path, bundle, capsys):
     inp = tmp_path / "in.txt"
     inp.write_bytes(b"Paris is the capital of France .\n\n   \nRome \xff\xfe is old .\nBerlin is a city .")
     out = tmp_path / "out.jsonl"
-    r = _cli("relik_jax.annotate", bundle, inp, out, "--no-progress")
-    assert r.returncode == 0, r.stderr
-    assert re.search(r"in\.txt:4: invalid UTF-8 at byte 5 of the line; skipped", r.stderr)
+    assert _annotate(bundle, inp, out) == 0
+    assert re.search(r"in\.txt:4: invalid UTF-8 at byte 5 of the line; skipped", capsys.readouterr().err)
     lines = [json.loads(x) for x in out.read_text().splitlines()]
     assert [x["line"] for x in lines] == [1, 2, 3, 4, 5]
     assert lines[0]["text"] == "Paris is the capital of France ." and lines[0]["candidates"]
@@ -56,8 +64,8 @@ def test_annotate_txt_with_bad_lines(tmp_path, bundle):
     assert "error" in lines[3] and "text" not in lines[3]
     assert lines[4]["text"] == "Berlin is a city ."  # no final newline: still read
     # nothing left to do: a rerun reports it and writes nothing
-    again = _cli("relik_jax.annotate", bundle, inp, out, "--no-progress")
-    assert again.returncode == 0 and "already holds all 5" in again.stderr
+    assert _annotate(bundle, inp, out) == 0
+    assert "already holds all 5" in capsys.readouterr().err
     assert len(out.read_text().splitlines()) == 5
 
 
@@ -67,13 +75,30 @@ def test_annotate_jsonl_given_candidates(tmp_path, bundle):
             {"id": "b", "text": "Rome .", "candidates": ["Rome"]}, "not an object", {"id": "d"}]  # fmt: skip
     inp.write_text("\n".join(json.dumps(x) for x in rows) + "\n{broken\n")
     out = tmp_path / "out.jsonl"
-    r = _cli("relik_jax.annotate", bundle, inp, out, "--no-progress", "--with-windows")
-    assert r.returncode == 0, r.stderr
+    assert _annotate(bundle, inp, out, "--with-windows") == 0
     lines = [json.loads(x) for x in out.read_text().splitlines()]
     assert [x["id"] for x in lines] == ["a", "b", 3, "d", 5]
     assert lines[0]["candidates"] == ["Paris", "France"] and lines[0]["windows"][0]["text"] == "Paris is in France ."
     assert [("error" in x) for x in lines] == [False, False, True, True, True]
     assert "no string field 'text'" in lines[3]["error"] and "invalid JSON" in lines[4]["error"]
+
+
+def test_annotate_resumes_after_a_cut_line(tmp_path, bundle):
+    """What a killed run leaves (whole lines and a cut one) is completed: every line once, in order."""
+    inp = tmp_path / "in.txt"
+    texts = _docs(12)
+    inp.write_text("\n".join(texts) + "\n")
+    relik = Relik.from_pretrained(bundle)
+    full = tmp_path / "full.jsonl"
+    annotate_file(relik, open_job(inp, full), progress=False)
+    out = tmp_path / "out.jsonl"
+    kept = full.read_bytes().split(b"\n")[:5]
+    out.write_bytes(b"\n".join(kept) + b"\n" + b'{"line": 6, "id": 6, "te')  # 5 lines, then a cut one
+    job = open_job(inp, out)
+    assert (job.skip, job.total) == (5, 12) and not job.done
+    stats = annotate_file(relik, job, fields=Fields(), chunk_docs=4, progress=False)
+    assert (stats.written, stats.errors, stats.skipped) == (7, 0, 5)
+    assert out.read_text() == full.read_text()
 
 
 def test_annotate_bad_model_and_paths(tmp_path, fixtures_dir, bundle):
@@ -82,11 +107,13 @@ def test_annotate_bad_model_and_paths(tmp_path, fixtures_dir, bundle):
     r = _cli("relik_jax.annotate", fixtures_dir / "models" / "tiny-bert", inp, tmp_path / "o.jsonl")
     assert r.returncode == 2 and r.stderr.strip().splitlines()[-1].startswith("error: ")
     assert "not a model folder relik_jax can load" in r.stderr and "Traceback" not in r.stderr
-    r = _cli("relik_jax.annotate", bundle, tmp_path / "missing.txt", tmp_path / "o.jsonl")
-    assert r.returncode == 2 and "is not a file" in r.stderr
+    with pytest.raises(DataError, match="is not a file"):
+        _annotate(bundle, tmp_path / "missing.txt", tmp_path / "o.jsonl")
+    with pytest.raises(ConfigError, match="OUTPUT is the INPUT file"):
+        _annotate(bundle, inp, inp)
     (tmp_path / "other.jsonl").write_text('{"something": 1}\n')
-    r = _cli("relik_jax.annotate", bundle, inp, tmp_path / "other.jsonl")
-    assert r.returncode == 2 and "not an annotate output" in r.stderr
+    with pytest.raises(DataError, match="not an annotate output"):
+        _annotate(bundle, inp, tmp_path / "other.jsonl")
     assert (tmp_path / "other.jsonl").read_text() == '{"something": 1}\n'  # untouched
 
 
@@ -127,24 +154,3 @@ def test_annotate_10k_documents_flat_memory(tmp_path, bundle):
     assert set(rss) == {1000, 10_000}
     assert rss[10_000] <= 1.10 * rss[1000] + 30
     assert len((tmp_path / "out.jsonl").read_text().splitlines()) == 10_000
-
-
-def test_index_build_add_and_retrieve(tmp_path, fixtures_dir):
-    p1 = tmp_path / "p1.jsonl"
-    p1.write_text("\n".join(json.dumps({"id": t, "title": t, "text": f"the city of {t}"}) for t in ["Paris", "Rome"]))
-    enc = fixtures_dir / "models" / "tiny-bert"
-    r = _cli("relik_jax.index", "build", p1, tmp_path / "ret", "--encoder", enc)
-    assert r.returncode == 0, r.stderr
-    p2 = tmp_path / "p2.tsv"
-    p2.write_text("Berlin\tthe capital of Germany\n")
-    r = _cli("relik_jax.index", "add", tmp_path / "ret", p2)
-    assert r.returncode == 0 and "(2 → 3)" in r.stderr, r.stderr
-    relik = Relik.from_pretrained(tmp_path / "ret")
-    assert relik.task == "retrieval"
-    hit = relik("Berlin <def> the capital of Germany", top_k=1).windows[0].retrieved[0]
-    assert hit.id == "Berlin" and hit.text == "Berlin <def> the capital of Germany"
-    r = _cli("relik_jax.index", "add", tmp_path / "ret", p2)
-    assert r.returncode == 2 and "already in the index" in r.stderr
-    assert len(DenseRetriever.load(tmp_path / "ret").index) == 3  # unchanged by the refused add
-    r = _cli("relik_jax.index", "build", p1, tmp_path / "ret", "--encoder", enc)
-    assert r.returncode == 2 and "not empty" in r.stderr

@@ -10,10 +10,10 @@ import shutil
 import numpy as np
 import pytest
 
+from relik_jax.core.errors import CheckpointError, ConfigError, DataError
 from relik_jax.data.jsonl import read_jsonl
-from relik_jax.errors import CheckpointError, ConfigError, DataError
 from relik_jax.inference.relik import Relik
-from relik_jax.retrieval.retriever import DenseRetriever
+from relik_jax.retriever.dense import DenseRetriever
 
 
 def _official(fixtures_dir, task):
@@ -128,7 +128,7 @@ def test_bundle_round_trip(tmp_path, fixtures_dir, span_reader, retriever):
 
 def test_official_relik_folder(tmp_path, fixtures_dir, span_reader, retriever):
     """An official ReLiK folder (config.yaml naming reader, question encoder and index) loads."""
-    from relik_jax.convert.official import write_official_index
+    from relik_jax.official.index import write_official_index
 
     folder = tmp_path / "relik-official"
     shutil.copytree(span_reader, folder / "reader-x")

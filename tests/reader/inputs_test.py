@@ -5,24 +5,25 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from relik_jax.core.errors import DataError
 from relik_jax.data.jsonl import read_jsonl
 from relik_jax.data.windows import given_words, make_windows, spacy_words
-from relik_jax.errors import DataError
+from relik_jax.official.batches import from_official
 from relik_jax.reader.inputs import CandidateEncoder, Vocab, collate, el_rows, re_rows, tokenize_words
 from relik_jax.reader.labels import collate_train, el_row_labels, re_row_labels
-from relik_jax.reader.official_batches import from_official
+from relik_jax.reader.spec import get_spec
 
 
 @pytest.fixture(scope="module")
 def span_tok(fixtures_dir):
-    from relik_jax.convert.hf import load_tokenizer
+    from relik_jax.encoders.hf import load_tokenizer
 
     return load_tokenizer(fixtures_dir / "models" / "relik-reader-span-tiny")
 
 
 @pytest.fixture(scope="module")
 def triplet_tok(fixtures_dir):
-    from relik_jax.convert.hf import load_tokenizer
+    from relik_jax.encoders.hf import load_tokenizer
 
     return load_tokenizer(fixtures_dir / "models" / "relik-reader-triplet-tiny")
 
@@ -88,7 +89,7 @@ def test_official_training_labels_rebuilt(fixtures_dir, span_tok, triplet_tok, t
             labels.append(re_row_labels(row, spans, trip))
     ref = from_official({k[3:]: z[k] for k in z.files if k.startswith("b0_")}, task)
     ours, cut = collate_train(
-        [r for r, _ in rows], labels, task, batch_size=len(rows), max_starts=ref["gold_starts"].shape[1],
+        [r for r, _ in rows], labels, get_spec(task), batch_size=len(rows), max_starts=ref["gold_starts"].shape[1],
         max_entities=ref["gold_ent_start"].shape[1], length_buckets=(ref["input_ids"].shape[1],),
         column_buckets=(ref["symbol_pos"].shape[1],),
     )  # fmt: skip

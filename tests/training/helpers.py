@@ -1,7 +1,9 @@
-"""Runs `python -m relik_jax.train` in subprocesses (fake devices, several processes) for the tests."""
+"""Training runs for the tests: in-process (`relik_jax.training.run.train`) and, where the test needs
+fake devices, several processes or a kill, `python -m relik_jax.train` in subprocesses."""
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import socket
@@ -9,8 +11,35 @@ import subprocess
 import sys
 from pathlib import Path
 
+from relik_jax.training.loop import TrainResult
+from relik_jax.training.run import train
+
 ROOT = Path(__file__).resolve().parents[2]
 TINY = "conll04.py:tiny"
+EVAL_DOCS = "eval.max_docs=2"  # every test run evaluates on 2 documents
+
+
+def config(*overrides: str, name: str = TINY):
+    """`configs/<name>` with `key=value` overrides, parsed as the command line parses `--config.key=value`."""
+    file, _, arg = name.partition(":")
+    spec = importlib.util.spec_from_file_location(f"configs_{file[:-3]}", ROOT / "configs" / file)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    c = module.get_config(arg or None)
+    for item in (EVAL_DOCS, *overrides):
+        key, _, raw = item.removeprefix("--config.").partition("=")
+        *parents, leaf = key.split(".")
+        node = c
+        for p in parents:
+            node = node[p]
+        old = node[leaf]
+        node[leaf] = (raw == "True") if isinstance(old, bool) else type(old)(raw)
+    return c
+
+
+def train_here(workdir: Path, *overrides: str, name: str = TINY) -> TrainResult:
+    """One in-process run of `configs/<name>` with the overrides."""
+    return train(config(*overrides, name=name), workdir, name=name)
 
 
 def env(devices: int = 1, **extra: str) -> dict[str, str]:
@@ -27,7 +56,7 @@ def env(devices: int = 1, **extra: str) -> dict[str, str]:
 def train_cmd(workdir: Path, *args: str, config: str = TINY) -> list[str]:
     """The training command (config first, then the overrides); eval on 2 documents by default."""
     return [sys.executable, "-m", "relik_jax.train", f"--config={ROOT / 'configs' / config}",
-            "--config.eval.max_docs=2", f"--workdir={workdir}", *args]  # fmt: skip
+            f"--config.{EVAL_DOCS}", f"--workdir={workdir}", *args]  # fmt: skip
 
 
 def run_train(
@@ -52,3 +81,19 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("localhost", 0))
         return s.getsockname()[1]
+
+
+def train_in_subprocess(runs: list[tuple[Path, list[str]]], devices: int, timeout: int = 900) -> None:
+    """Several in-process runs (`train_here(workdir, *overrides)`) in one fresh process with `devices`
+    fake CPU devices (the device count is fixed when JAX starts)."""
+    code = (
+        "import json, sys\nfrom pathlib import Path\nfrom tests.training.helpers import train_here\n"
+        "for workdir, overrides in json.loads(sys.argv[1]):\n    train_here(Path(workdir), *overrides)\n"
+    )
+    spec = json.dumps([[str(w), list(o)] for w, o in runs])
+    proc = subprocess.run(
+        [sys.executable, "-c", code, spec], env=env(devices, PYTHONPATH=str(ROOT)), capture_output=True,
+        text=True, timeout=timeout, cwd=ROOT,
+    )  # fmt: skip
+    if proc.returncode != 0:
+        raise AssertionError(f"training in a subprocess failed ({devices} devices):\n{proc.stderr[-4000:]}")

@@ -8,7 +8,7 @@ import ml_collections
 import numpy as np
 import pytest
 
-from relik_jax.errors import ConfigError
+from relik_jax.core.errors import ConfigError
 from relik_jax.training.optim import decays, lr_multiplier, make_optimizer, schedule
 
 

@@ -1,5 +1,8 @@
-"""`python -m relik_jax.train` end to end on the bundled sample: checkpoints, export, metrics, the
-same losses on 1 / 8 devices and on 2 processes, kill -9 + resume, NaN stop, bad input."""
+"""Training end to end on the bundled sample: checkpoints, export, metrics, the same losses on 1 / 8
+devices and on 2 processes, kill -9 + resume, NaN stop, bad input.
+
+Runs are in-process (`relik_jax.training.run.train`), except where a test needs fake devices, several
+processes, a kill, or the command line itself."""
 
 from __future__ import annotations
 
@@ -9,57 +12,81 @@ import subprocess
 import time
 
 import numpy as np
+import orbax.checkpoint as ocp
 import pytest
 
-from tests.training.helpers import ROOT, env, free_port, losses, run_train, train_cmd
+from relik_jax.core.errors import ConfigError, RelikJaxError
+from relik_jax.inference.relik import Relik
+from relik_jax.reader.pipeline import ReaderPipeline
+from relik_jax.retriever.dense import DenseRetriever
+from relik_jax.training.config import validate
+from relik_jax.training.loop import TrainingError
+from tests.training.helpers import (
+    ROOT,
+    config,
+    env,
+    free_port,
+    losses,
+    run_train,
+    train_cmd,
+    train_here,
+    train_in_subprocess,
+)
+
+# threefry: the same dropout keys on every process count; no export (only the losses are compared)
+SAME_LOSSES = ["train.steps=3", "train.rng_impl=threefry2x32", "export=False"]
 
 
 def _ok(r: subprocess.CompletedProcess) -> None:
     assert r.returncode == 0, r.stderr[-3000:]
 
 
-def test_tiny_run_checkpoints_metrics_export(tmp_path):
-    r = run_train(tmp_path / "w", "--config.train.steps=4")
-    _ok(r)
+@pytest.fixture(scope="module")
+def reference(tmp_path_factory):
+    """The losses of a 3-step run on one device, the reference of the multi-device / multi-process tests."""
+    w = tmp_path_factory.mktemp("reference")
+    train_here(w, *SAME_LOSSES)
+    return losses(w)
+
+
+def test_tiny_run_checkpoints_metrics_export(tmp_path, capsys):
     w = tmp_path / "w"
+    result = train_here(w, "train.steps=4")
+    out = capsys.readouterr().out
     assert sorted(int(p.name) for p in (w / "checkpoints").iterdir() if p.name.isdigit()) == [2, 4]
     ls = losses(w)
     assert sorted(ls) == [1, 2, 3, 4] and all(np.isfinite(list(ls.values())))
     rows = [json.loads(x) for x in (w / "metrics.jsonl").read_text().splitlines()]
     assert any("dev/triplet_f1" in x for x in rows)
     assert list((w / "tensorboard").glob("events.out.tfevents.*"))
-    assert "exported reader:" in r.stdout and "| dev |" in r.stdout
-    from relik_jax.inference.reader import ReaderPipeline
-
+    assert "exported reader:" in out and "| dev |" in out
+    assert result.finish.exports["reader"] == w / "export" and result.best_step is not None
     reader = ReaderPipeline.from_pretrained(w / "export", batch_size=2)
-    out = reader(words=["Rome", "is", "the", "capital", "of", "Italy", "."], candidates=["capital of", "located in"])
-    assert out.text.startswith("Rome")
+    pred = reader(words=["Rome", "is", "the", "capital", "of", "Italy", "."], candidates=["capital of", "located in"])
+    assert pred.text.startswith("Rome")
     # the inference bundle loads from the workdir in one call and annotates raw text with the
     # stored relation names (this config trains RE: no retriever)
-    from relik_jax.inference.relik import Relik
-
-    assert "inference bundle:" in r.stdout
+    assert "inference bundle:" in out
     relik = Relik.from_pretrained(w)
     assert relik.task == "triplet" and relik.relations and relik.retriever is None
-    out = relik("Rome is the capital of Italy .")
-    assert out.candidates == relik.relations and out.words[0] == "Rome"
+    pred = relik("Rome is the capital of Italy .")
+    assert pred.candidates == relik.relations and pred.words[0] == "Rome"
 
 
-def test_same_losses_on_1_and_8_devices(tmp_path):
-    args = ["--config.train.steps=3", "--config.train.rng_impl=threefry2x32"]
-    _ok(run_train(tmp_path / "one", *args))
-    _ok(run_train(tmp_path / "d4m2", *args, "--config.mesh.data=4", "--config.mesh.model=2", devices=8))
-    _ok(run_train(tmp_path / "d8", *args, "--config.mesh.data=8", devices=8))
-    ref = losses(tmp_path / "one")
-    for name in ("d4m2", "d8"):
-        got = losses(tmp_path / name)
-        assert sorted(got) == sorted(ref)
-        np.testing.assert_allclose([got[s] for s in ref], list(ref.values()), rtol=2e-4, err_msg=name)
+def test_same_losses_on_1_and_8_devices(tmp_path, reference):
+    runs = [
+        (tmp_path / "d4m2", [*SAME_LOSSES, "mesh.data=4", "mesh.model=2"]),
+        (tmp_path / "d8", [*SAME_LOSSES, "mesh.data=8"]),
+    ]
+    train_in_subprocess(runs, devices=8)
+    for w, _ in runs:
+        got = losses(w)
+        assert sorted(got) == sorted(reference)
+        np.testing.assert_allclose([got[s] for s in reference], list(reference.values()), rtol=2e-4, err_msg=w.name)
 
 
-def test_same_losses_on_2_processes(tmp_path):
-    args = ["--config.train.steps=3", "--config.train.rng_impl=threefry2x32", "--config.checkpoint.use_async=False"]
-    _ok(run_train(tmp_path / "one", *args))
+def test_same_losses_on_2_processes(tmp_path, reference):
+    args = [f"--config.{a}" for a in SAME_LOSSES] + ["--config.checkpoint.use_async=False"]
     port = free_port()
     dist = ["--config.distributed.initialize=True", f"--config.distributed.coordinator=localhost:{port}",
             "--config.distributed.num_processes=2"]  # fmt: skip
@@ -77,18 +104,19 @@ def test_same_losses_on_2_processes(tmp_path):
     outs = [p.communicate(timeout=600)[0] for p in procs]
     assert [p.returncode for p in procs] == [0, 0], outs[0][-2000:] + outs[1][-2000:]
     assert "2 processes" in outs[0]
-    ref, got = losses(tmp_path / "one"), losses(tmp_path / "two")
-    assert sorted(got) == sorted(ref)
-    np.testing.assert_allclose([got[s] for s in ref], list(ref.values()), rtol=2e-4)
+    got = losses(tmp_path / "two")
+    assert sorted(got) == sorted(reference)
+    np.testing.assert_allclose([got[s] for s in reference], list(reference.values()), rtol=2e-4)
 
 
-def test_kill_9_then_resume_gives_the_uninterrupted_losses(tmp_path):
-    args = ["--config.train.steps=10", "--config.checkpoint.every=4"]
-    _ok(run_train(tmp_path / "ref", *args))
+def test_kill_9_then_resume_gives_the_uninterrupted_losses(tmp_path, caplog):
+    args = ["train.steps=10", "checkpoint.every=4", "export=False"]
+    train_here(tmp_path / "ref", *args)
     w = tmp_path / "killed"
     p = subprocess.Popen(
-        train_cmd(w, *args), env=env(1), cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
-    )
+        train_cmd(w, *[f"--config.{a}" for a in args]), env=env(1), cwd=ROOT,
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
     deadline = time.time() + 600
     while not (w / "checkpoints" / "4").is_dir() and p.poll() is None and time.time() < deadline:
         time.sleep(0.05)
@@ -96,9 +124,9 @@ def test_kill_9_then_resume_gives_the_uninterrupted_losses(tmp_path):
     p.send_signal(signal.SIGKILL)
     p.wait()
     assert not (w / "checkpoints" / "8").is_dir()
-    r = run_train(w, *args)
-    _ok(r)
-    assert "resuming from" in r.stderr and "at step 4" in r.stderr
+    with caplog.at_level("INFO", logger="relik_jax.training.loop"):
+        train_here(w, *args)
+    assert "resuming from" in caplog.text and "at step 4" in caplog.text
     ref, got = losses(tmp_path / "ref"), losses(w)
     assert sorted(got) == list(range(1, 11))  # every step logged exactly once
     np.testing.assert_allclose([got[s] for s in range(5, 11)], [ref[s] for s in range(5, 11)], rtol=1e-5)
@@ -106,12 +134,9 @@ def test_kill_9_then_resume_gives_the_uninterrupted_losses(tmp_path):
 
 def test_nan_loss_stops_with_the_last_checkpoint_intact(tmp_path):
     w = tmp_path / "w"
-    r = run_train(w, "--config.train.steps=8", "--config.checkpoint.every=1", "--config.optim.learning_rate=1e30",
-                  "--config.optim.head_learning_rate=1e30", "--config.optim.warmup=0", "--config.optim.clip_norm=0")  # fmt: skip
-    assert r.returncode == 2, r.stderr[-2000:]
-    assert "error: the loss became" in r.stderr and "training stopped" in r.stderr and "Traceback" not in r.stderr
-    import orbax.checkpoint as ocp
-
+    with pytest.raises(TrainingError, match=r"the loss became .* training stopped"):
+        train_here(w, "train.steps=8", "checkpoint.every=1", "optim.learning_rate=1e30",
+                   "optim.head_learning_rate=1e30", "optim.warmup=0", "optim.clip_norm=0")  # fmt: skip
     with ocp.CheckpointManager(w / "checkpoints", item_names=("state", "meta")) as m:
         last = m.latest_step()
         assert last is not None and last < 8
@@ -123,8 +148,6 @@ def test_nan_loss_stops_with_the_last_checkpoint_intact(tmp_path):
     ("args", "message"),
     [
         (["--config.train.no_such_key=1"], "no_such_key"),
-        (["--config.data.dataset=conll04", "--config.data.dir=MISSING"], "expected the train split at"),
-        (["--config.mesh.data=8", "--config.train.batch_size=12"], "not divisible by the mesh's data axis"),
         (["--config.data.dataset=conll04", "--config.data.dir=BAD"], "train.jsonl:2"),
     ],
 )
@@ -132,27 +155,35 @@ def test_bad_input_is_one_clear_line(tmp_path, args, message):
     bad = tmp_path / "bad"
     bad.mkdir()
     (bad / "train.jsonl").write_text('{"doc_words": ["a"]}\n{"doc_words": ["a"], "doc_span_annotations": [[0, 5]]}\n')
-    args = [a.replace("MISSING", str(tmp_path / "missing")).replace("BAD", str(bad)) for a in args]
-    r = run_train(tmp_path / "w", *args, f"--config.data.tfds_dir={tmp_path / 'tfds'}", devices=8)
-    assert r.returncode != 0
+    args = [a.replace("BAD", str(bad)) for a in args]
+    r = run_train(tmp_path / "w", *args, f"--config.data.tfds_dir={tmp_path / 'tfds'}")
+    assert r.returncode == 2
     assert message in r.stderr, r.stderr[-2000:]
-    assert "Traceback" not in r.stderr
+    assert r.stderr.strip().splitlines()[-1].startswith("error: ") and "Traceback" not in r.stderr
 
 
-def test_retriever_pretraining_config_runs_and_exports(tmp_path):
+def test_bad_config_is_refused_before_loading(tmp_path):
+    with pytest.raises(RelikJaxError, match="expected the train split at"):
+        train_here(tmp_path / "w", "data.dataset=conll04", f"data.dir={tmp_path / 'missing'}")
+    with pytest.raises(ConfigError, match="not divisible by the mesh's data axis"):
+        validate(config("mesh.data=8", "train.batch_size=12"), devices=8)
+    with pytest.raises(ConfigError, match="holds re records; a el reader needs el records"):
+        validate(config("reader.task=el"))
+    with pytest.raises(ConfigError, match="unknown config variant 'huge'"):
+        config(name="conll04.py:huge")
+
+
+def test_retriever_pretraining_config_runs_and_exports(tmp_path, capsys):
     w = tmp_path / "w"
-    r = run_train(w, "--config.train.steps=2", config="blink.py:tiny")
-    _ok(r)
-    assert "recall_at_k" in r.stdout
-    from relik_jax.retrieval.retriever import DenseRetriever
-
-    retriever = DenseRetriever.load(w / "export", with_index=False)
+    train_here(w, "train.steps=2", name="blink.py:tiny")
+    assert "recall_at_k" in capsys.readouterr().out
+    retriever = DenseRetriever.load(w / "export")
     assert retriever.embed_questions(["Rome"]).shape == (1, 384)
+    assert retriever.index is not None and len(retriever.index) > 0  # indexed by the best params
 
 
-def test_default_command_says_it_uses_the_sample(tmp_path):
-    r = run_train(tmp_path / "w", "--config.train.steps=1", "--config.train.batch_size=4",
-                  "--config.reader.entity_symbols=16", config="rebel.py")  # fmt: skip
-    _ok(r)
-    assert r.stdout.splitlines()[0].startswith("no data.dir given: training on the bundled sample_cie sample")
-    assert "link_f1" in r.stdout
+def test_default_command_says_it_uses_the_sample(tmp_path, capsys):
+    train_here(tmp_path / "w", "train.steps=1", "train.batch_size=4", "reader.entity_symbols=16", name="rebel.py")
+    out = capsys.readouterr().out
+    assert out.splitlines()[0].startswith("no data.dir given: training on the bundled sample_cie sample")
+    assert "link_f1" in out

@@ -1,0 +1,42 @@
+"""The per-call settings of `Relik` (a bundle stores its own defaults)."""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+from relik_jax.core.errors import ConfigError
+
+ANNOTATION_TYPES = ("char", "word")
+
+
+@dataclasses.dataclass
+class Settings:
+    """Per-call settings with their defaults (a bundle stores its own)."""
+
+    top_k: int = 100
+    window_size: int = 32
+    window_stride: int = 16
+    relation_threshold: float | None = None  # None: the reader's own
+    annotation_type: str = "char"
+
+    def replace(self, **changes: Any) -> Settings:
+        changes = {k: v for k, v in changes.items() if v is not None}
+        out = dataclasses.replace(self, **changes)
+        out.validate()
+        return out
+
+    def validate(self) -> None:
+        if self.annotation_type not in ANNOTATION_TYPES:
+            raise ConfigError(f"annotation_type must be one of {ANNOTATION_TYPES}, got {self.annotation_type!r}")
+        if self.top_k < 1:
+            raise ConfigError(f"top_k must be >= 1, got {self.top_k}")
+        if self.window_size < 1 or self.window_stride < 1:
+            raise ConfigError(
+                f"window_size and window_stride must be >= 1, got {self.window_size}, {self.window_stride}"
+            )
+        if self.window_stride > self.window_size:
+            raise ConfigError(f"window_stride {self.window_stride} > window_size {self.window_size} would skip words")
+        t = self.relation_threshold
+        if t is not None and not 0.0 <= t <= 1.0:
+            raise ConfigError(f"relation_threshold must be in [0, 1], got {t}")

@@ -1,0 +1,109 @@
+"""One training run, from a config to its report: what `python -m relik_jax.train` does, callable
+from a Colab cell or a test (`train(config, workdir)`).
+
+Distributed initialisation (when the config asks), the persistent compilation cache, the sample
+data when no `data.dir` is given, the config check, the task, the loop, and the report (the best
+checkpoint's metrics table and where everything went, printed by process 0).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import jax
+
+from relik_jax.data.tfds_builders import DATASETS
+from relik_jax.training.config import use_sample, validate
+from relik_jax.training.loop import TrainResult, train_and_evaluate
+from relik_jax.training.reader_task import ReaderTask
+from relik_jax.training.retriever_task import RetrieverTask
+from relik_jax.training.task import Task
+
+TASKS: dict[str, type] = {"reader": ReaderTask, "retriever": RetrieverTask}  # by `config.kind`
+
+
+def init_distributed(config: Any) -> None:
+    """`jax.distributed.initialize` when the config asks for it (before anything touches devices)."""
+    d = config.distributed
+    if not d.initialize:
+        return
+    kwargs = {}
+    if d.coordinator:
+        kwargs = {"coordinator_address": d.coordinator, "num_processes": d.num_processes, "process_id": d.process_id}
+        if jax.config.jax_platforms in (None, "", "cpu") or os.environ.get("JAX_PLATFORMS", "") == "cpu":
+            jax.config.update("jax_cpu_collectives_implementation", "gloo")
+    jax.distributed.initialize(**kwargs)
+
+
+def use_sample_when_no_data(config: Any) -> str | None:
+    """With no `data.dir`, a real dataset is replaced by the bundled sample of the same task; returns
+    the replaced dataset's name."""
+    spec = DATASETS.get(config.data.dataset)
+    if config.data.dir or (spec is not None and spec.sample):
+        return None
+    real = config.data.dataset
+    with config.unlocked():
+        use_sample(config)
+    return real
+
+
+def make_task(config: Any) -> Task:
+    """The task `config.kind` names (the config has passed `validate`)."""
+    return TASKS[config.kind](config)
+
+
+def format_table(rows: dict[str, dict[str, float]]) -> str:
+    keys = sorted({k for r in rows.values() for k in r})
+    out = ["| split | " + " | ".join(keys) + " |", "|---|" + "---|" * len(keys)]
+    for split, r in rows.items():
+        out.append(f"| {split} | " + " | ".join(f"{100 * r[k]:.2f}" if k in r else "" for k in keys) + " |")
+    return "\n".join(out)
+
+
+def train(config: Any, workdir: str | Path | None = None, *, name: str = "run") -> TrainResult:
+    """Trains `config` in `workdir` (default `runs/<name>`), resuming from its last checkpoint, and
+    prints the report."""
+    init_distributed(config)
+    if config.compilation_cache:
+        jax.config.update("jax_compilation_cache_dir", os.path.expanduser(config.compilation_cache))
+        jax.config.update("jax_persistent_cache_min_compile_time_secs", 1.0)
+    is_main = jax.process_index() == 0
+    real = use_sample_when_no_data(config)
+    if real and is_main:
+        print(
+            f"no data.dir given: training on the bundled {config.data.dataset} sample instead of {real!r} "
+            f"(pass --config.data.dir=FOLDER for the real data)",
+            flush=True,
+        )
+    validate(config)
+    workdir = workdir or os.path.join("runs", name)
+    if is_main:
+        print(f"workdir: {os.path.abspath(workdir)}; {jax.device_count()} devices, {jax.process_count()} processes",
+              flush=True)  # fmt: skip
+    task = make_task(config)
+    result = train_and_evaluate(config, workdir, task)
+    if is_main:
+        print(report(result, task))
+    return result
+
+
+def report(result: TrainResult, task: Task) -> str:
+    """The best checkpoint's metrics (dev, tuned, test) and where the checkpoints, metrics and exports went."""
+    rows = result.finish.rows if result.finish else {}
+    exports = dict(result.finish.exports) if result.finish else {}
+    w = result.workdir
+    lines = [
+        f"\nbest checkpoint: step {result.best_step} ({task.main_metric}; metrics in %)",
+        format_table(rows),
+        f"\ncheckpoints: {w / 'checkpoints'}  best: {w / 'best'}",
+        f"metrics: {w / 'metrics.jsonl'}  tensorboard: {w / 'tensorboard'}",
+    ]
+    bundle = exports.pop("bundle", None)
+    lines += [f"exported {what}: {path}" for what, path in exports.items()]
+    if bundle:
+        lines.append(
+            f"inference bundle: {bundle}  (Relik.from_pretrained / python -m relik_jax.annotate {bundle} IN OUT)"
+        )
+    return "\n".join(lines)

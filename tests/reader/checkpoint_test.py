@@ -1,0 +1,99 @@
+"""Official reader folders ⇄ relik_jax: conversion both ways, and the official package loads our export."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import jax
+import numpy as np
+import pytest
+from safetensors.numpy import load_file
+
+from relik_jax.core.assets import official_python
+from relik_jax.core.errors import CheckpointError
+from relik_jax.reader.checkpoint import load_reader
+
+TASKS = ["span", "triplet"]
+
+
+def _convert(*args):
+    return subprocess.run(
+        [sys.executable, "-m", "relik_jax.convert", *map(str, args)], capture_output=True, text=True, timeout=600
+    )
+
+
+@pytest.mark.parametrize("task", TASKS)
+def test_official_convert_round_trip(fixtures_dir, tmp_path, task):
+    src = fixtures_dir / "models" / f"relik-reader-{task}-tiny"
+    ours, back = tmp_path / "ours", tmp_path / "back"
+    assert _convert("official-reader", src, ours).returncode == 0
+    proc = _convert("export-official", ours, back)
+    assert proc.returncode == 0, proc.stderr
+    _, p0, tok0 = load_reader(src)
+    _, p1, tok1 = load_reader(ours)
+    for a, b in zip(jax.tree.leaves(p0), jax.tree.leaves(p1)):
+        np.testing.assert_array_equal(a, b)
+    assert len(tok0) == len(tok1)
+    # The exported weights file has exactly the official names, shapes and values.
+    w0, w2 = load_file(str(src / "model.safetensors")), load_file(str(back / "model.safetensors"))
+    assert sorted(w0) == sorted(w2)
+    for k in w0:
+        np.testing.assert_array_equal(w0[k], w2[k], err_msg=k)
+    cfg = json.loads((back / "config.json").read_text())
+    assert cfg["model_type"] == "relik-reader" and cfg["transformer_model"] == "encoder"
+    assert (back / "encoder" / "config.json").is_file()
+
+
+def test_convert_refuses_bad_folders_in_one_line(tmp_path, fixtures_dir):
+    proc = _convert("official-reader", fixtures_dir / "models" / "tiny-bert", tmp_path / "x")
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    assert "not a relik reader folder" in proc.stderr.strip().splitlines()[-1]
+    with pytest.raises(CheckpointError, match="not a local folder"):
+        folder = tmp_path / "hub"
+        folder.mkdir()
+        src = fixtures_dir / "models" / "relik-reader-span-tiny"
+        for f in src.iterdir():
+            (folder / f.name).write_bytes(f.read_bytes())
+        cfg = json.loads((folder / "config.json").read_text())
+        cfg["transformer_model"] = "microsoft/deberta-v3-base"
+        (folder / "config.json").write_text(json.dumps(cfg))
+        load_reader(folder)
+
+
+OFFICIAL_CHECK = r"""
+import json, os, sys, numpy as np, torch
+from relik.reader.pytorch_modules.hf.configuration_relik import RelikReaderConfig
+from relik.reader.pytorch_modules.hf.modeling_relik import RelikReaderREModel, RelikReaderSpanModel
+folder, task, npz = sys.argv[1], sys.argv[2], sys.argv[3]
+config = RelikReaderConfig.from_pretrained(folder)
+config.transformer_model = os.path.join(folder, config.transformer_model)
+model = (RelikReaderSpanModel if task == "span" else RelikReaderREModel).from_pretrained(folder, config=config).eval()
+z = np.load(npz)
+keys = ["input_ids", "attention_mask", "token_type_ids", "prediction_mask", "special_symbols_mask"]
+if task == "triplet":
+    keys.append("special_symbols_mask_entities")
+batch = {k: torch.from_numpy(z["b0_" + k]) for k in keys}
+with torch.no_grad():
+    extra = {"is_prediction": True} if task == "triplet" else {}
+    out = model(**batch, **extra)
+print(json.dumps({"start": float(np.abs(out["ned_start_logits"].numpy() - z["b0_ned_start_logits"]).max())}))
+"""
+
+
+@pytest.mark.parametrize("task", TASKS)
+def test_official_package_loads_our_export(fixtures_dir, tmp_path, task):
+    """relik 1.0.7 loads the folder we export and computes the official fixture logits with it."""
+    python = official_python()
+    if python is None:
+        pytest.skip(
+            "official relik venv not found: run ../shared/bench/setup_official.sh (or set RELIK_OFFICIAL_PYTHON)"
+        )
+    out = tmp_path / "exported"
+    assert _convert("export-official", fixtures_dir / "models" / f"relik-reader-{task}-tiny", out).returncode == 0
+    proc = subprocess.run([str(python), "-c", OFFICIAL_CHECK, str(out), task, str(fixtures_dir / "reader" / f"{task}_eval.npz")],
+                          capture_output=True, text=True, timeout=600, env={**os.environ, "HF_HUB_OFFLINE": "1"})  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert json.loads(proc.stdout.strip().splitlines()[-1])["start"] <= 1e-4
