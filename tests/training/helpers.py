@@ -97,3 +97,22 @@ def train_in_subprocess(runs: list[tuple[Path, list[str]]], devices: int, timeou
     )  # fmt: skip
     if proc.returncode != 0:
         raise AssertionError(f"training in a subprocess failed ({devices} devices):\n{proc.stderr[-4000:]}")
+
+
+def write_small_encoder(folder: Path) -> Path:
+    """A 2-layer, 64-wide BERT with random weights and MiniLM's tokenizer: it compiles in a fraction
+    of MiniLM's time, for the tests that compare runs with each other (losses, resume), not learning."""
+    import flax.linen as nn
+    import jax
+    import jax.numpy as jnp
+
+    from relik_jax.core.assets import default_encoder_path
+    from relik_jax.encoders import EncoderConfig, build_encoder
+    from relik_jax.encoders.hf import save_encoder
+
+    src = default_encoder_path()
+    hf = json.loads((src / "config.json").read_text())
+    hf.update(num_hidden_layers=2, hidden_size=64, num_attention_heads=4, intermediate_size=128)
+    config = EncoderConfig.from_hf(hf)
+    params = build_encoder(config).init(jax.random.key(0), jnp.zeros((1, 8), jnp.int32))["params"]
+    return save_encoder(folder, config, nn.unbox(params), tokenizer_from=src)

@@ -31,6 +31,7 @@ from tests.training.helpers import (
     train_cmd,
     train_here,
     train_in_subprocess,
+    write_small_encoder,
 )
 
 # threefry: the same dropout keys on every process count; no export (only the losses are compared)
@@ -42,10 +43,17 @@ def _ok(r: subprocess.CompletedProcess) -> None:
 
 
 @pytest.fixture(scope="module")
-def reference(tmp_path_factory):
+def small(tmp_path_factory) -> list[str]:
+    """The override that trains a small random encoder (`write_small_encoder`): for the tests that
+    compare runs with each other, where compiling MiniLM's training step would be most of the time."""
+    return [f"model.encoder={write_small_encoder(tmp_path_factory.mktemp('small-encoder'))}"]
+
+
+@pytest.fixture(scope="module")
+def reference(tmp_path_factory, small):
     """The losses of a 3-step run on one device, the reference of the multi-device / multi-process tests."""
     w = tmp_path_factory.mktemp("reference")
-    train_here(w, *SAME_LOSSES)
+    train_here(w, *SAME_LOSSES, *small)
     return losses(w)
 
 
@@ -73,10 +81,10 @@ def test_tiny_run_checkpoints_metrics_export(tmp_path, capsys):
     assert pred.candidates == relik.relations and pred.words[0] == "Rome"
 
 
-def test_same_losses_on_1_and_8_devices(tmp_path, reference):
+def test_same_losses_on_1_and_8_devices(tmp_path, reference, small):
     runs = [
-        (tmp_path / "d4m2", [*SAME_LOSSES, "mesh.data=4", "mesh.model=2"]),
-        (tmp_path / "d8", [*SAME_LOSSES, "mesh.data=8"]),
+        (tmp_path / "d4m2", [*SAME_LOSSES, *small, "mesh.data=4", "mesh.model=2"]),
+        (tmp_path / "d8", [*SAME_LOSSES, *small, "mesh.data=8"]),
     ]
     train_in_subprocess(runs, devices=8)
     for w, _ in runs:
@@ -85,8 +93,8 @@ def test_same_losses_on_1_and_8_devices(tmp_path, reference):
         np.testing.assert_allclose([got[s] for s in reference], list(reference.values()), rtol=2e-4, err_msg=w.name)
 
 
-def test_same_losses_on_2_processes(tmp_path, reference):
-    args = [f"--config.{a}" for a in SAME_LOSSES] + ["--config.checkpoint.use_async=False"]
+def test_same_losses_on_2_processes(tmp_path, reference, small):
+    args = [f"--config.{a}" for a in [*SAME_LOSSES, *small]] + ["--config.checkpoint.use_async=False"]
     port = free_port()
     dist = ["--config.distributed.initialize=True", f"--config.distributed.coordinator=localhost:{port}",
             "--config.distributed.num_processes=2"]  # fmt: skip
@@ -109,8 +117,8 @@ def test_same_losses_on_2_processes(tmp_path, reference):
     np.testing.assert_allclose([got[s] for s in reference], list(reference.values()), rtol=2e-4)
 
 
-def test_kill_9_then_resume_gives_the_uninterrupted_losses(tmp_path, caplog):
-    args = ["train.steps=10", "checkpoint.every=4", "export=False"]
+def test_kill_9_then_resume_gives_the_uninterrupted_losses(tmp_path, caplog, small):
+    args = ["train.steps=10", "checkpoint.every=4", "export=False", *small]
     train_here(tmp_path / "ref", *args)
     w = tmp_path / "killed"
     p = subprocess.Popen(
@@ -132,10 +140,10 @@ def test_kill_9_then_resume_gives_the_uninterrupted_losses(tmp_path, caplog):
     np.testing.assert_allclose([got[s] for s in range(5, 11)], [ref[s] for s in range(5, 11)], rtol=1e-5)
 
 
-def test_nan_loss_stops_with_the_last_checkpoint_intact(tmp_path):
+def test_nan_loss_stops_with_the_last_checkpoint_intact(tmp_path, small):
     w = tmp_path / "w"
     with pytest.raises(TrainingError, match=r"the loss became .* training stopped"):
-        train_here(w, "train.steps=8", "checkpoint.every=1", "optim.learning_rate=1e30",
+        train_here(w, *small, "train.steps=8", "checkpoint.every=1", "optim.learning_rate=1e30",
                    "optim.head_learning_rate=1e30", "optim.warmup=0", "optim.clip_norm=0")  # fmt: skip
     with ocp.CheckpointManager(w / "checkpoints", item_names=("state", "meta")) as m:
         last = m.latest_step()
