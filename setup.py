@@ -29,7 +29,16 @@ EXTRAS = {
     # torch is the reference implementation in parity tests; 2.13.0 is the CPU build (an unpinned
     # torch pulls a multi-GB CUDA build).
     # import-linter checks the layer contract in pyproject.toml (tests/architecture_test.py).
-    "test": ["pytest>=8.0", "hypothesis>=6.100", "torch==2.13.0", "ruff>=0.17", "import-linter>=2.17", "grimp>=3.20"],
+    # pytest-xdist runs the suite in two worker processes (pyproject.toml).
+    "test": [
+        "pytest>=8.0",
+        "pytest-xdist>=3.8",
+        "hypothesis>=6.100",
+        "torch==2.13.0",
+        "ruff>=0.17",
+        "import-linter>=2.17",
+        "grimp>=3.20",
+    ],
 }
 
 setup(

@@ -11,6 +11,7 @@ modification times, so edited files are prepared again.
 from __future__ import annotations
 
 import dataclasses
+import fcntl
 import hashlib
 import json
 import logging
@@ -140,13 +141,17 @@ def prepare(name: str, manual_dir: str | Path | None = None, data_root: str | Pa
     kind = dataset_spec(name).kind
     parse = parser(kind)
     root = Path(data_root or default_data_root()).expanduser() / f"{name}-{_fingerprint(files)}"
-    builder = _builder_class()(files=files, data_dir=str(root), file_format="array_record")
-    if not builder.is_prepared():
-        for path in files.values():  # validate first: errors name the file and line
-            for n, record in iter_jsonl(path):
-                parse(record, f"{path}:{n}", n)
-        log.info("preparing %s (%s) under %s", name, ", ".join(f"{s}: {p}" for s, p in files.items()), root)
-        builder.download_and_prepare()
+    root.parent.mkdir(parents=True, exist_ok=True)
+    # one process prepares, the others wait and read (several processes of a run, parallel test workers)
+    with open(root.parent / f"{root.name}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        builder = _builder_class()(files=files, data_dir=str(root), file_format="array_record")
+        if not builder.is_prepared():
+            for path in files.values():  # validate first: errors name the file and line
+                for n, record in iter_jsonl(path):
+                    parse(record, f"{path}:{n}", n)
+            log.info("preparing %s (%s) under %s", name, ", ".join(f"{s}: {p}" for s, p in files.items()), root)
+            builder.download_and_prepare()
     return builder
 
 
