@@ -67,18 +67,18 @@ def relik_jax_side(spec: dict) -> dict:
 
     from relik_jax.data.windows import spacy_words
     from relik_jax.inference.relik import Relik
+    from relik_jax.official.retriever import load_retriever
     from relik_jax.reader.pipeline import ReaderPipeline
-    from relik_jax.retriever.dense import DenseRetriever
 
     dtype = jnp.bfloat16 if spec["dtype"] == "bf16" else jnp.float32
     models, reps = Path(spec["models"]), spec["reps"]
     el = read_jsonl(BENCH / "el_docs.jsonl", spec["el_docs"])
     re_docs = read_jsonl(BENCH / "re_docs.jsonl", spec["re_docs"])
     queries = [q["text"] for q in read_jsonl(BENCH / "queries.jsonl", spec["queries"])]
-    retriever = DenseRetriever.load(models / "relik-retriever-minilm", dtype=dtype, batch_size=32)
+    retriever = load_retriever(models / "relik-retriever-minilm", dtype=dtype, batch_size=32)
     # inside Relik the retriever stays fp32 (as from_pretrained loads it): ~1.5% of the time, and
     # bf16 scores would reorder the top-100 and change the reader's candidates
-    fp32_retriever = DenseRetriever.load(models / "relik-retriever-minilm", batch_size=32)
+    fp32_retriever = load_retriever(models / "relik-retriever-minilm", batch_size=32)
     span = Relik(ReaderPipeline.from_pretrained(models / "relik-reader-span-minilm", dtype=dtype, batch_size=spec["el_batch"]), fp32_retriever)  # fmt: skip
     triplet = Relik(ReaderPipeline.from_pretrained(models / "relik-reader-triplet-minilm", dtype=dtype, batch_size=spec["re_batch"]))  # fmt: skip
     texts, cands = [d["text"] for d in el], [d["candidates"] for d in el]

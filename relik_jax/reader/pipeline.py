@@ -144,21 +144,6 @@ class ReaderPipeline:
 
     # ------------------------------------------------------------------------------------------
 
-    def rows_for(
-        self,
-        doc: int,
-        text: str,
-        words: Words,
-        candidates: Sequence[str],
-        relations: Sequence[str] = (),
-        *,
-        size: int | None = None,
-        stride: int | None = None,
-    ) -> tuple[list, list[Row]]:
-        """The windows of a document and their reader rows (see `prepare`)."""
-        prepared = self.prepare(doc, text, words, candidates, relations, size=size, stride=stride)
-        return prepared.windows, self.rows(prepared)
-
     def prepare(
         self,
         doc: int,

@@ -150,8 +150,7 @@ class ReaderTask:
             text, words = self._doc_inputs(doc)
             cands = self.relations if self.spec.candidates == "relations" else self.candidates(doc, salt=0)
             rels = self.relations if self.spec.extra_relations else ()
-            _, doc_rows = self.pipeline.rows_for(i, text, words, cands, rels)
-            for row in doc_rows:
+            for row in self.pipeline.rows(self.pipeline.prepare(i, text, words, cands, rels)):
                 if not self.spec.relations:
                     lab = el_row_labels(row, doc.spans)
                 else:

@@ -12,6 +12,7 @@ import pytest
 
 from relik_jax.core.assets import official_python
 from relik_jax.data.jsonl import read_jsonl
+from relik_jax.official.retriever import load_retriever
 from relik_jax.retriever.dense import DenseRetriever
 
 
@@ -39,6 +40,10 @@ def test_official_retriever_round_trip(exported, fixtures_dir):
     r, tmp = exported
     back = DenseRetriever.load(tmp / "back")
     queries = [q["text"] for q in read_jsonl(fixtures_dir / "retriever" / "queries.jsonl")]
+    official = load_retriever(tmp / "official")  # the official folder itself, its document_index/ converted
+    assert [[h.text for h in hits] for hits in official.retrieve(queries, k=10)] == [
+        [h.text for h in hits] for hits in r.retrieve(queries, k=10)
+    ]
     np.testing.assert_allclose(back.embed_questions(queries), r.embed_questions(queries), atol=1e-6)
     assert [[h.text for h in hits] for hits in back.retrieve(queries, k=10)] == [
         [h.text for h in hits] for hits in r.retrieve(queries, k=10)
