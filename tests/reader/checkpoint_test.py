@@ -47,7 +47,7 @@ def test_official_convert_round_trip(fixtures_dir, tmp_path, task):
     assert (back / "encoder" / "config.json").is_file()
 
 
-def test_convert_refuses_bad_folders_in_one_line(tmp_path, fixtures_dir):
+def test_convert_refuses_bad_official_folders_in_one_line(tmp_path, fixtures_dir):
     proc = _convert("official-reader", fixtures_dir / "models" / "tiny-bert", tmp_path / "x")
     assert proc.returncode == 2 and "Traceback" not in proc.stderr
     assert "not a relik reader folder" in proc.stderr.strip().splitlines()[-1]

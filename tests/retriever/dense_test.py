@@ -109,23 +109,27 @@ def test_index_built_with_another_encoder_is_refused(tiny, minilm_path):
         other.attach(index)
 
 
-SHARDED = r"""
-import json, numpy as np, jax
-from relik_jax.retriever.index import ExactSearch, ApproxSearch
-rng = np.random.default_rng(0)
-emb = rng.normal(size=(10_003, 32)).astype(np.float32)
-q = rng.normal(size=(70, 32)).astype(np.float32)
-out = {"devices": len(jax.devices())}
-for name, cls in (("exact", ExactSearch), ("approx", ApproxSearch)):
-    s, i = cls(emb).search(q, 100)
-    out[name] = i.tolist(); out[name + "_scores"] = s.tolist()
-print(json.dumps(out))
-"""
+def sharded_search() -> dict:
+    """Exact and approx top-100 over 10,003 random passages, on every local device."""
+    import jax
+
+    from relik_jax.retriever.index import ApproxSearch, ExactSearch
+
+    rng = np.random.default_rng(0)
+    emb = rng.normal(size=(10_003, 32)).astype(np.float32)
+    q = rng.normal(size=(70, 32)).astype(np.float32)
+    out = {"devices": len(jax.devices())}
+    for name, cls in (("exact", ExactSearch), ("approx", ApproxSearch)):
+        s, i = cls(emb).search(q, 100)
+        out[name] = i.tolist()
+        out[name + "_scores"] = s.tolist()
+    return out
 
 
 def test_exact_search_sharded_over_8_devices_equals_one_device():
-    one = run_with_devices(SHARDED, 1)
-    eight = run_with_devices(SHARDED, 8)
+    one = sharded_search()  # this process: one device
+    code = "import json\nfrom tests.retriever.dense_test import sharded_search\nprint(json.dumps(sharded_search()))"
+    eight = run_with_devices(code, 8)
     assert one["devices"] == 1 and eight["devices"] == 8
     assert eight["exact"] == one["exact"]
     assert eight["approx"] == one["approx"] == one["exact"]  # approx_max_k is exact on CPU
@@ -138,35 +142,44 @@ def test_exact_search_sharded_over_8_devices_equals_one_device():
     assert np.array_equal(np.asarray(one["exact"]), truth)
 
 
-TRAIN = r"""
-import json, sys, types, jax, numpy as np, optax
-from relik_jax.data.formats import DPRSample
-from relik_jax.parallel.mesh import make_mesh, shard_batch
-from relik_jax.retriever.dense import DenseRetriever
-from relik_jax.retriever.dpr import make_batch, nce_loss
-from relik_jax.training.loop import make_train_step
-from relik_jax.training.state import TrainState
-from jax.sharding import NamedSharding, PartitionSpec
-r = DenseRetriever.from_encoder(sys.argv[1] if len(sys.argv) > 1 else "FOLDER", batch_size=8)
-samples = [DPRSample(f"question {i} about topic {i % 5}", [f"answer passage {i % 5}"], [f"other {i}"]) for i in range(16)]
-mesh = make_mesh((-1, 1))
-tx = optax.adamw(1e-3)
-rep = NamedSharding(mesh, PartitionSpec())
-state = jax.device_put(TrainState.create(r.params, tx), rep)
-task = types.SimpleNamespace(loss=lambda params, batch, rng: (nce_loss(r.model, params, batch, rng), {}))
-step = make_train_step(task, tx, lambda s: 1e-3, dropout=False, accumulate=1, state_sharding=rep, mesh=mesh)
-losses = []
-for s in range(3):
-    b = make_batch(samples[(s * 8) % 16:(s * 8) % 16 + 8], r.tokenize, questions=8, passages=16, question_max_length=32, passage_max_length=16)
-    state, metrics = step(state, shard_batch(b, mesh), jax.random.key(0))
-    losses.append(float(metrics["loss"]))
-print(json.dumps({"losses": losses, "devices": len(jax.devices())}))
-"""
+def train_losses(encoder: str) -> dict:
+    """Three NCE steps of the generic train step on a mesh over every local device."""
+    import types
+
+    import jax
+    import optax
+    from jax.sharding import NamedSharding, PartitionSpec
+
+    from relik_jax.data.formats import DPRSample
+    from relik_jax.parallel.mesh import make_mesh, shard_batch
+    from relik_jax.retriever.dpr import make_batch, nce_loss
+    from relik_jax.training.loop import make_train_step
+    from relik_jax.training.state import TrainState
+
+    r = DenseRetriever.from_encoder(encoder, batch_size=8)
+    samples = [DPRSample(f"question {i} about topic {i % 5}", [f"answer passage {i % 5}"], [f"other {i}"]) for i in range(16)]  # fmt: skip
+    mesh = make_mesh((-1, 1))
+    tx = optax.adamw(1e-3)
+    rep = NamedSharding(mesh, PartitionSpec())
+    state = jax.device_put(TrainState.create(r.params, tx), rep)
+    task = types.SimpleNamespace(loss=lambda params, batch, rng: (nce_loss(r.model, params, batch, rng), {}))
+    step = make_train_step(task, tx, lambda s: 1e-3, dropout=False, accumulate=1, state_sharding=rep, mesh=mesh)
+    losses = []
+    for s in range(3):
+        group = samples[(s * 8) % 16 : (s * 8) % 16 + 8]
+        b = make_batch(group, r.tokenize, questions=8, passages=16, question_max_length=32, passage_max_length=16)
+        state, metrics = step(state, shard_batch(b, mesh), jax.random.key(0))
+        losses.append(float(metrics["loss"]))
+    return {"losses": losses, "devices": len(jax.devices())}
 
 
 def test_train_step_on_8_devices_equals_1_device(fixtures_dir):
-    code = TRAIN.replace('"FOLDER"', repr(str(fixtures_dir / "models" / "tiny-bert")))
-    one, eight = run_with_devices(code, 1), run_with_devices(code, 8)
-    assert eight["devices"] == 8
+    folder = str(fixtures_dir / "models" / "tiny-bert")
+    one = train_losses(folder)  # this process: one device
+    code = (
+        f"import json\nfrom tests.retriever.dense_test import train_losses\nprint(json.dumps(train_losses({folder!r})))"
+    )
+    eight = run_with_devices(code, 8)
+    assert one["devices"] == 1 and eight["devices"] == 8
     np.testing.assert_allclose(eight["losses"], one["losses"], rtol=1e-5, atol=1e-5)
     assert one["losses"][2] != one["losses"][0]
