@@ -59,8 +59,7 @@ def main(argv: list[str] | None = None) -> int:
     relik = Relik.from_pretrained(args.model, dtype=args.dtype, **extra, **settings)
     fields = Fields(args.text_field, args.id_field, args.candidates_field)
     stats = annotate_file(
-        relik, job, fields=fields, chunk_docs=args.chunk_docs, settings=settings,
-        with_windows=args.with_windows, progress=not args.no_progress,
+        relik, job, fields=fields, settings=settings, with_windows=args.with_windows, progress=not args.no_progress,
     )  # fmt: skip
     print(
         f"wrote {stats.written:,} lines to {args.output} ({stats.documents:,} documents, {stats.errors} unreadable lines"

@@ -147,6 +147,7 @@ class Job:
     fmt: str  # txt | jsonl
     skip: int  # input lines OUTPUT already holds
     total: int  # input lines
+    chunk_docs: int = 64  # documents prepared and read together
 
     @property
     def done(self) -> bool:
@@ -164,7 +165,7 @@ def open_job(input: Path, output: Path, *, fmt: str = "auto", chunk_docs: int = 
     if overwrite and output.exists():
         output.unlink()
     output.parent.mkdir(parents=True, exist_ok=True)
-    return Job(input, output, input_format(input, fmt), resume_point(output), count_lines(input))
+    return Job(input, output, input_format(input, fmt), resume_point(output), count_lines(input), chunk_docs)
 
 
 def annotate_file(
@@ -172,13 +173,12 @@ def annotate_file(
     job: Job,
     *,
     fields: Fields = Fields(),
-    chunk_docs: int = 64,
     settings: dict[str, Any] | None = None,
     with_windows: bool = False,
     progress: bool = True,
 ) -> AnnotateStats:
     """Annotates the job's INPUT into its OUTPUT after the lines OUTPUT holds; `settings` as `Relik.__call__`."""
-    input, output, fmt, skip, total = job.input, job.output, job.fmt, job.skip, job.total
+    input, output, fmt, skip, total, chunk_docs = job.input, job.output, job.fmt, job.skip, job.total, job.chunk_docs
     settings = settings or {}
     if skip:
         print(f"resuming: {output} holds lines 1-{skip}; continuing at line {skip + 1}", file=sys.stderr)

@@ -94,9 +94,9 @@ def test_annotate_resumes_after_a_cut_line(tmp_path, bundle):
     out = tmp_path / "out.jsonl"
     kept = full.read_bytes().split(b"\n")[:5]
     out.write_bytes(b"\n".join(kept) + b"\n" + b'{"line": 6, "id": 6, "te')  # 5 lines, then a cut one
-    job = open_job(inp, out)
+    job = open_job(inp, out, chunk_docs=4)
     assert (job.skip, job.total) == (5, 12) and not job.done
-    stats = annotate_file(relik, job, fields=Fields(), chunk_docs=4, progress=False)
+    stats = annotate_file(relik, job, fields=Fields(), progress=False)
     assert (stats.written, stats.errors, stats.skipped) == (7, 0, 5)
     assert out.read_text() == full.read_text()
 
