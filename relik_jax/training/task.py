@@ -52,5 +52,8 @@ class Task(Protocol):
     def evaluate(self, params: Any, split: str | None = None) -> dict[str, float]:
         """Metrics of `params` on a split (default: the config's eval split)."""
 
+    def export(self, params: Any, folder: Path) -> Path:
+        """Writes `params` as the task's model folder (a reader folder, a retriever folder)."""
+
     def finish(self, params: Any, workdir: Path, best: dict[str, float]) -> Finish:
         """End-of-training policy with the best params (`best`: their dev metrics)."""
