@@ -26,6 +26,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from environment import environment, write_json  # benchmarks/environment.py (this script's folder)
+
 SHAPES = ("1x128", "8x128", "32x128", "1x512", "8x512")
 QUICK_SHAPES = ("1x128", "8x128", "1x512")
 ROOT = Path(__file__).resolve().parents[1]
@@ -195,6 +197,7 @@ def main(argv=None) -> int:
     p.add_argument("--dtype", default="fp32", help=argparse.SUPPRESS)
     p.add_argument("--out", help=argparse.SUPPRESS)
     args = p.parse_args(argv)
+    env = environment()
 
     if args.worker:
         results = (worker_jax if args.worker == "jax" else worker_torch)(args)
@@ -253,7 +256,7 @@ def main(argv=None) -> int:
     if args.markdown:
         print(markdown_table(rows))
     if args.json:
-        Path(args.json).write_text(json.dumps(rows, indent=2) + "\n")
+        write_json(args.json, rows, env)
     return 0
 
 

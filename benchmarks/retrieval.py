@@ -24,6 +24,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+from environment import environment, write_json  # benchmarks/environment.py (this script's folder)
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -212,6 +213,7 @@ def main(argv=None) -> int:
     p.add_argument("--epochs", type=int, default=3)
     p.add_argument("--json", help="write the rows here")
     args = p.parse_args(argv)
+    env = environment()
     print(f"load average {os.getloadavg()[0]:.2f}", flush=True)
     if args.recall:
         rows = recall_rows(args.epochs)
@@ -230,7 +232,7 @@ def main(argv=None) -> int:
                 f"| {r['backend']} | {r['n_passages']:,} | {r['build_s']} | {r['qps']} | {r['recall_at_100_vs_exact']} |"
             )
     if args.json:
-        Path(args.json).write_text(json.dumps(rows, indent=2) + "\n")
+        write_json(args.json, rows, env)
     return 0
 
 

@@ -29,6 +29,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+from environment import environment, write_json  # benchmarks/environment.py (this script's folder)
 
 from relik_jax.core.assets import official_models_dir, official_python
 from relik_jax.core.shapes import bucket
@@ -136,6 +137,7 @@ def main(argv=None) -> int:
     p.add_argument("--json", help="write the rows here")
     p.add_argument("--quick", action="store_true", help="4 batches, 1 timed pass")
     args = p.parse_args(argv)
+    env = environment()
     if args.quick:
         args.n_batches, args.reps = 4, 1
     python = official_python()
@@ -172,7 +174,7 @@ def main(argv=None) -> int:
     for r in rows:
         print(f"| {r['measure']} | {r['relik_jax_per_s']:.2f} | {r['official_per_s']:.2f} | {r['ratio']:.2f} |")
     if args.json:
-        Path(args.json).write_text(json.dumps(rows, indent=2) + "\n")
+        write_json(args.json, rows, env)
     return 0
 
 

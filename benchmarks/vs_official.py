@@ -32,6 +32,8 @@ import sys
 import time
 from pathlib import Path
 
+from environment import environment, write_json  # benchmarks/environment.py (this script's folder)
+
 ROOT = Path(__file__).resolve().parents[1]
 BENCH = ROOT.parent / "shared" / "bench"
 sys.path.insert(0, str(ROOT))
@@ -159,6 +161,7 @@ def main(argv=None) -> int:
     p.add_argument("--re-docs", type=int, default=100)
     p.add_argument("--queries", type=int, default=1000)
     args = p.parse_args(argv)
+    env = environment()
     if args.quick:
         args.el_docs, args.re_docs, args.queries, args.reps, args.rounds = 1, 20, 200, 1, 1
     python = official_python()
@@ -246,7 +249,7 @@ def main(argv=None) -> int:
         for r in rows:
             if r["measure"] in agree:
                 r["agreement_with_fp32"] = agree[r["measure"]]
-        Path(args.json).write_text(json.dumps(rows, indent=2) + "\n")
+        write_json(args.json, rows, env)
     return 0
 
 
