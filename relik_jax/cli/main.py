@@ -3,25 +3,32 @@
 from __future__ import annotations
 
 import sys
+from collections.abc import Callable
 
 from relik_jax.cli import annotate, convert, encode, index, run_main, to_dpr, train
 
-COMMANDS = {
-    "train": "train a reader or a retriever from a config (configs/*.py)",
-    "annotate": "annotate a file of documents with a model (resumable)",
-    "index": "build or extend a retriever's passage index",
-    "convert": "official relik checkpoints <-> relik_jax folders",
-    "encode": "embed texts with an encoder",
-    "to-dpr": "ReLiK EL/RE jsonl -> DPR-style retriever training data",
-}
-_MAINS = {"annotate": annotate.main, "index": index.main, "convert": convert.main, "encode": encode.main,
-          "to-dpr": to_dpr.main}  # fmt: skip
+
+def _argparse(main: Callable[[list[str]], int]) -> Callable[[list[str]], None]:
+    """Runs an argparse command's `main(argv)` through the shared error handler."""
+    return lambda argv: run_main(lambda: main(argv))
+
+
+# name → (what it does, how to run it with the arguments after the name)
+COMMANDS: dict[str, tuple[str, Callable[[list[str]], None]]] = {
+    "train": ("train a reader or a retriever from a config (configs/*.py)",
+              lambda argv: train.run(["relik-jax train", *argv])),  # absl flags: its own parsing
+    "annotate": ("annotate a file of documents with a model (resumable)", _argparse(annotate.main)),
+    "index": ("build or extend a retriever's passage index", _argparse(index.main)),
+    "convert": ("official relik checkpoints <-> relik_jax folders", _argparse(convert.main)),
+    "encode": ("embed texts with an encoder", _argparse(encode.main)),
+    "to-dpr": ("ReLiK EL/RE jsonl -> DPR-style retriever training data", _argparse(to_dpr.main)),
+}  # fmt: skip
 
 
 def usage() -> str:
     width = max(map(len, COMMANDS))
     lines = ["usage: relik-jax COMMAND [ARGS]  (COMMAND --help for its arguments)", "", "commands:"]
-    return "\n".join(lines + [f"  {name:<{width}}  {about}" for name, about in COMMANDS.items()])
+    return "\n".join(lines + [f"  {name:<{width}}  {about}" for name, (about, _) in COMMANDS.items()])
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -33,7 +40,4 @@ def main(argv: list[str] | None = None) -> None:
     if command not in COMMANDS:
         print(f"error: unknown command {command!r}\n\n{usage()}", file=sys.stderr)
         sys.exit(2)
-    if command == "train":
-        train.run([f"relik-jax {command}", *rest])
-        return
-    run_main(lambda: _MAINS[command](rest))
+    COMMANDS[command][1](rest)

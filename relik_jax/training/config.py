@@ -17,8 +17,10 @@ from relik_jax.data.tfds_builders import dataset_spec
 from relik_jax.parallel.mesh import mesh_dims
 from relik_jax.reader.spec import get_spec, task_name
 from relik_jax.training.optim import validate_optim
+from relik_jax.training.reader_task import ReaderTask
+from relik_jax.training.retriever_task import RetrieverTask
 
-KINDS = ("reader", "retriever")  # what a config trains (`kind`)
+TASKS: dict[str, type] = {"reader": ReaderTask, "retriever": RetrieverTask}  # what a config trains, by `kind`
 RNG_IMPLS = ("auto", "philox4x32", "threefry2x32")
 
 
@@ -169,8 +171,8 @@ def validate(c: ml_collections.ConfigDict, *, devices: int | None = None, proces
     `devices` / `processes`: what the run has (default: JAX's device and process counts)."""
     devices = jax.device_count() if devices is None else devices
     processes = jax.process_count() if processes is None else processes
-    if c.kind not in KINDS:
-        raise ConfigError(f"unknown config.kind {c.kind!r} ({' | '.join(KINDS)})")
+    if c.kind not in TASKS:
+        raise ConfigError(f"unknown config.kind {c.kind!r} ({' | '.join(TASKS)})")
     data_kind = dataset_spec(c.data.dataset).kind
     if c.kind == "reader":
         spec = get_spec(c.reader.task)

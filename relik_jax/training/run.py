@@ -15,13 +15,9 @@ from typing import Any
 import jax
 
 from relik_jax.data.tfds_builders import DATASETS
-from relik_jax.training.config import use_sample, validate
+from relik_jax.training.config import TASKS, use_sample, validate
 from relik_jax.training.loop import TrainResult, train_and_evaluate
-from relik_jax.training.reader_task import ReaderTask
-from relik_jax.training.retriever_task import RetrieverTask
 from relik_jax.training.task import Task
-
-TASKS: dict[str, type] = {"reader": ReaderTask, "retriever": RetrieverTask}  # by `config.kind`
 
 
 def init_distributed(config: Any) -> None:
