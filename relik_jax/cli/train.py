@@ -47,6 +47,9 @@ def run(argv: list[str] | None = None) -> None:
             text = str(e).strip("\"'")
             if isinstance(e, (AttributeError, KeyError)):
                 text = f"unknown config key {text!r} (the config is locked: only its own keys can be set)"
+            elif "Traceback" in text:  # config_flags quotes the config file's traceback: keep what it raised
+                lines = text.strip().splitlines()
+                text = f"{lines[0].rstrip(':')}: {lines[-1]}"
             print(f"error: {text}", file=sys.stderr)
             sys.exit(2)
 

@@ -156,6 +156,7 @@ def test_nan_loss_stops_with_the_last_checkpoint_intact(tmp_path, small):
     ("args", "message"),
     [
         (["--config.train.no_such_key=1"], "no_such_key"),
+        (["--config=configs/conll04.py:huge"], "unknown config variant 'huge'"),
         (["--config.data.dataset=conll04", "--config.data.dir=BAD"], "train.jsonl:2"),
     ],
 )
