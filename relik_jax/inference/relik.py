@@ -89,15 +89,31 @@ class Relik:
         window_stride: int | None = None,
         relation_threshold: float | None = None,
         annotation_type: str | None = None,
+        retrieve_k: int | None = None,
     ) -> RelikOutput | list[RelikOutput]:
-        """Annotates one text (→ one output) or a list (→ a list); see the module docstring."""
+        """Annotates one text (→ one output) or a list (→ a list); see the module docstring.
+        `retrieve_k` (≥ top_k): passages retrieved per window and kept in each window's `retrieved`
+        (e.g. to measure recall@100); the reader still reads the first `top_k`."""
         s = self.settings.replace(
             top_k=top_k, window_size=window_size, window_stride=window_stride,
             relation_threshold=relation_threshold, annotation_type=annotation_type,
         )  # fmt: skip
         single, docs = documents(texts, words)
-        outputs = self._finish(self._prepare(docs, candidates, relations, s), s)
+        outputs = self._finish(self._prepare(docs, candidates, relations, s, retrieve_k), s)
         return outputs[0] if single else outputs
+
+    def prepare(
+        self,
+        texts: Sequence[str] | None = None,
+        *,
+        words: Sequence[Any] | None = None,
+        retrieve_k: int | None = None,
+        **settings: Any,
+    ) -> list[Prepared]:
+        """The windows of each document and their retrieved candidates, before the reader (e.g. the
+        reader's training rows from the retriever's candidates: `ReaderPipeline.rows`)."""
+        _, docs = documents(texts, words)
+        return self._prepare(docs, None, None, self.settings.replace(**settings), retrieve_k)
 
     def stream(
         self,
@@ -166,7 +182,7 @@ class Relik:
 
     # ---- stages --------------------------------------------------------------------------
 
-    def _prepare(self, docs, candidates, relations, s: Settings) -> list[Prepared]:
+    def _prepare(self, docs, candidates, relations, s: Settings, retrieve_k: int | None = None) -> list[Prepared]:
         """Windows, and each window's candidates (given, or retrieved)."""
         n = len(docs)
         spec = self.reader.spec if self.reader is not None else None
@@ -191,12 +207,12 @@ class Relik:
             queries = [w.text for ws in windows for w in ws]
             asked = [i for i, q in enumerate(queries) if q.strip()]
             retrieved = [[] for _ in queries]
-            for i, hits in zip(asked, self._retrieve([queries[i] for i in asked], s.top_k)):
+            for i, hits in zip(asked, self._retrieve([queries[i] for i in asked], max(s.top_k, retrieve_k or 0))):
                 retrieved[i] = hits
             per_window, k = [], 0
             for ws in windows:
                 hits = retrieved[k : k + len(ws)]
-                per_window.append([[h.text for h in hs] for hs in hits])
+                per_window.append([[h.text for h in hs[: s.top_k]] for hs in hits])
                 k += len(ws)
         prepared = [Prepared(t, w, ws, pw, r) for (t, w), ws, pw, r in zip(docs, windows, per_window, rels)]
         if retrieved is not None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from relik_jax.core.errors import DataError
+from relik_jax.data.jsonl import iter_jsonl
 
 SEPARATOR = " <def> "
 
@@ -12,6 +13,11 @@ SEPARATOR = " <def> "
 def entity_passage(title: str, description: str | None = None) -> str:
     """`title <def> description`, or the bare title when there is no description (official format)."""
     return f"{title}{SEPARATOR}{description}" if description else title
+
+
+def passage_title(passage: str) -> str:
+    """The title (or relation name) of a passage text: what comes before ` <def> `."""
+    return passage.split(SEPARATOR, 1)[0]
 
 
 def relation_passage(name: str, definition: str | None = None) -> str:
@@ -37,6 +43,23 @@ def read_tsv_pairs(path: str | Path, what: str) -> dict[str, str]:
 def relation_passages(path: str | Path) -> dict[str, str]:
     """`relations/<dataset>.tsv` → {relation name: passage text}."""
     return {name: relation_passage(name, d or None) for name, d in read_tsv_pairs(path, "relation").items()}
+
+
+def kb_passages(path: str | Path) -> dict[str, str]:
+    """An entity inventory → {title: passage}: a tsv (`title[<TAB>description[<TAB>...]]`, e.g.
+    `kb/gold_titles.tsv`, whose other columns are counts) or a jsonl of `{"title", "text"}`
+    (`"description"` also read). A title's passage is `title <def> description` when it has one."""
+    path = Path(path)
+    if path.suffix == ".jsonl":
+        out = {}
+        for n, r in iter_jsonl(path):
+            title = r.get("title")
+            if not isinstance(title, str) or not title.strip():
+                raise DataError(f"{path}:{n}: a KB record needs a non-empty 'title' string")
+            out[title] = entity_passage(title, r.get("text") or r.get("description") or None)
+        return out
+    pairs = read_tsv_pairs(path, "title")
+    return {t: entity_passage(t, d if d and not d.strip().isdigit() else None) for t, d in pairs.items()}
 
 
 def kb_titles(path: str | Path) -> list[str]:
