@@ -28,7 +28,7 @@ from relik_jax.inference.relik import Relik
 from relik_jax.retriever.passages import kb_passages
 
 COLUMNS = (("docs", "documents", "{:.0f}"), ("InKB P", "inkb_precision", "%"), ("InKB R", "inkb_recall", "%"),
-           ("InKB F1", "inkb_f1", "%"), ("MD F1", "md_f1", "%"), *((f"R@{k}", f"recall@{k}", "%") for k in el.RECALL_KS),
+           ("InKB F1", "inkb_f1", "%"), ("MD F1", "md_f1", "%"), *((f"R@{k}", f"recall_at_{k}", "%") for k in el.RECALL_KS),
            ("docs/s", "docs_per_s", "{:.1f}"))  # fmt: skip
 
 

@@ -94,7 +94,7 @@ class ELCounts:
             out.update({f"{name}_precision": c.precision, f"{name}_recall": c.recall, f"{name}_f1": c.f1})
         if self.recall_total:
             for k in sorted(self.recall_found):
-                out[f"recall@{k}"] = self.recall_found[k] / self.recall_total
+                out[f"recall_at_{k}"] = self.recall_found[k] / self.recall_total
         out.update(documents=self.documents, gold_inkb=self.inkb.gold, predicted_inkb=self.inkb.predicted)
         if self.seconds:
             out["docs_per_s"] = self.documents / self.seconds

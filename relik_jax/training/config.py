@@ -21,6 +21,7 @@ from relik_jax.training.reader_task import ReaderTask
 from relik_jax.training.retriever_task import RetrieverTask
 
 TASKS: dict[str, type] = {"reader": ReaderTask, "retriever": RetrieverTask}  # what a config trains, by `kind`
+CANDIDATE_MODES = ("gold_plus_distractors", "retrieved")
 RNG_IMPLS = ("auto", "philox4x32", "threefry2x32")
 
 
@@ -30,9 +31,6 @@ def base_config() -> ml_collections.ConfigDict:
     c.seed = 0
     c.init_from = ""  # a reader folder (ours or official) to start from
     c.export = True  # write the best params as a reader folder in WORKDIR/export and a bundle in WORKDIR/bundle
-    # the bundle's retriever (EL / cIE): "" = the untrained model.encoder over the KB titles, a retriever
-    # folder (e.g. a kind=retriever run's export), or "none" (reader only: pass candidates when annotating)
-    c.export_retriever = ""
     c.compilation_cache = "~/.cache/relik_jax/xla"  # persistent XLA cache: reruns skip compiling ("" = off)
 
     c.model = ml_collections.ConfigDict()
@@ -48,6 +46,16 @@ def base_config() -> ml_collections.ConfigDict:
     c.reader.max_starts = 16  # caps of the static shapes (per row)
     c.reader.max_entities = 32
     c.reader.span_loss_weight = -1.0  # RE: weight of start + end losses vs 0.9 x relation (-1: official 1/20)
+    # EL / cIE training candidates: "gold_plus_distractors" (each document's gold titles + KB distractors up to
+    # data.num_candidates) or "retrieved" (each window's top data.num_candidates from reader.retriever, as the
+    # official recipe: a gold title the retriever missed is not added, its mention is labelled --NME--)
+    c.reader.candidates = "gold_plus_distractors"
+    # the retriever over the KB titles that gives "retrieved" candidates, scores dev / test end to end (EL: GERBIL
+    # InKB F1) and goes into the bundle: "" = the untrained model.encoder, "train" = fine-tuned first in
+    # WORKDIR/retriever on the same train split (the retriever section's epochs / batch / lr), a retriever folder
+    # (e.g. a kind=retriever run's export), or "none" (reader only: gold-plus-distractors scores, reader-only bundle)
+    c.reader.retriever = ""
+    c.reader.refresh_candidates = "run"  # "retrieved": computed once per "run" or at every "epoch"
 
     c.retriever = ml_collections.ConfigDict()  # kind = "retriever"
     c.retriever.question_max_length = 64
@@ -60,6 +68,10 @@ def base_config() -> ml_collections.ConfigDict:
     c.retriever.mine_k = 20  # passages retrieved per question when mining
     c.retriever.mine_keep = 8  # hard negatives kept per question
     c.retriever.eval_k = 100
+    c.retriever.epochs = 4  # reader.retriever = "train": the retriever stage's epochs, batch size, learning rate
+    c.retriever.batch_size = 32
+    c.retriever.learning_rate = 2e-5
+    c.retriever.steps = 0  # > 0 overrides retriever.epochs
 
     c.data = ml_collections.ConfigDict()
     c.data.dataset = "sample_re"  # see relik_jax.data.tfds_builders.DATASETS
@@ -151,6 +163,8 @@ def tiny(c: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
     c.log.every = 1
     c.eval.tune_threshold = False
     c.retriever.passages_per_batch = 32
+    c.retriever.steps = 4
+    c.retriever.batch_size = 8
     return c
 
 
@@ -183,6 +197,14 @@ def validate(c: ml_collections.ConfigDict, *, devices: int | None = None, proces
             )
         if c.reader.max_starts < 1 or c.reader.max_entities < 1:
             raise ConfigError("reader.max_starts and reader.max_entities must be >= 1")
+        if c.reader.candidates not in CANDIDATE_MODES:
+            raise ConfigError(f"reader.candidates must be one of {CANDIDATE_MODES}, got {c.reader.candidates!r}")
+        if c.reader.refresh_candidates not in ("run", "epoch"):
+            raise ConfigError(f"reader.refresh_candidates must be run | epoch, got {c.reader.refresh_candidates!r}")
+        if c.reader.candidates == "retrieved" and spec.candidates != "entities":
+            raise ConfigError("reader.candidates = 'retrieved' is for EL / cIE readers (RE reads the relation names)")
+        if c.reader.candidates == "retrieved" and c.reader.retriever == "none":
+            raise ConfigError("reader.candidates = 'retrieved' needs a retriever (reader.retriever is 'none')")
     validate_optim(c.optim)
     if c.train.rng_impl not in RNG_IMPLS:
         raise ConfigError(f"train.rng_impl must be one of {RNG_IMPLS}, got {c.train.rng_impl!r}")

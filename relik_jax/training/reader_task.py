@@ -1,8 +1,15 @@
 """Reader training: documents → windows → rows + gold labels → static batches; dev/test metrics.
 
-Candidates are given to the reader (reader-only training): RE reads every relation of the dataset;
-EL and cIE read each document's gold titles plus distractors sampled from the KB up to
-`data.num_candidates` (seeded per document, the same in every epoch and on every host).
+Candidates: RE reads every relation of the dataset. EL and cIE read, per `reader.candidates`,
+- `gold_plus_distractors`: each document's gold titles plus distractors sampled from the KB up to
+  `data.num_candidates` (seeded per document, the same in every epoch and on every host), or
+- `retrieved`: each window's top `data.num_candidates` KB titles from `reader.retriever` (the
+  official recipe: a gold title the retriever missed is *not* added; its mention is labelled
+  `--NME--`, as relik 1.0.7's reader data does with `use_nme`), computed once per run or per epoch.
+
+With a retriever (`reader.retriever` is not "none"), EL is scored end to end on dev and test —
+windows → retriever → reader, GERBIL InKB strong-match F1 (`inkb_f1`, which selects the best
+checkpoint), MD F1, recall@k — beside the reader-only `link_*_given_gold` (gold + distractors).
 """
 
 from __future__ import annotations
@@ -24,6 +31,7 @@ from relik_jax.core.types import NME
 from relik_jax.data import tfds_builders
 from relik_jax.data.formats import ELDocument
 from relik_jax.data.windows import given_words, spacy_words
+from relik_jax.evaluation import el as el_eval
 from relik_jax.inference.relik import Relik
 from relik_jax.inference.settings import Settings
 from relik_jax.reader import programs
@@ -35,7 +43,7 @@ from relik_jax.reader.model import dummy_batch
 from relik_jax.reader.pipeline import ReaderPipeline
 from relik_jax.reader.spec import get_spec
 from relik_jax.retriever.dense import DenseRetriever
-from relik_jax.retriever.passages import kb_titles, relation_passages
+from relik_jax.retriever.passages import entity_passage, kb_titles, relation_passages
 from relik_jax.training.task import Finish
 
 log = logging.getLogger(__name__)
@@ -45,6 +53,11 @@ def prf(tp: int, n_pred: int, n_gold: int) -> dict[str, float]:
     p = tp / n_pred if n_pred else 0.0
     r = tp / n_gold if n_gold else 0.0
     return {"precision": p, "recall": r, "f1": 2 * p * r / (p + r) if p + r else 0.0}
+
+
+def ratios(counts: el_eval.ELCounts) -> dict[str, float]:
+    """The metrics of `counts` that are shares (the report prints them in %), without the counts."""
+    return {k: v for k, v in counts.metrics().items() if k not in ("documents", "gold_inkb", "predicted_inkb", "docs_per_s")}
 
 
 def _word_chars(words, span: tuple[int, int]) -> tuple[int, int]:
@@ -89,14 +102,21 @@ class ReaderTask:
             max_starts=config.reader.max_starts,
             max_entities=config.reader.max_entities,
         )
-        self.rows, self.labels = self._training_rows(self.docs["train"])
+        self.settings = Settings(
+            top_k=max(data.num_candidates, 1), window_size=data.window_size, window_stride=data.window_stride
+        )
+        self.retriever = self._retriever() if self.spec.links else None
+        self.retrieved = config.reader.candidates == "retrieved"
+        self.rows, self.labels = self._training_rows(self.docs["train"], params)
         if not self.rows:
             raise DataError(f"the train split of {data.dataset!r} gives no reader rows")
         self.batch_size = config.train.batch_size
         self.length_buckets = capped_buckets(TRAIN_LENGTH_BUCKETS, data.max_length)
         self.starts_buckets = capped_buckets(TRAIN_CAP_BUCKETS, config.reader.max_starts)
         self.entity_buckets = capped_buckets(TRAIN_CAP_BUCKETS, config.reader.max_entities)
-        self.main_metric = self.spec.main_metric
+        self.counts: dict[str, el_eval.ELCounts] = {}  # EL end to end: the last counts of each split
+        self.end_to_end = self.retriever is not None and not self.spec.relations  # EL scored end to end
+        self.main_metric = "inkb_f1" if self.end_to_end else self.spec.main_metric
 
     @staticmethod
     def _init_from(source: str, params: Any) -> Any:
@@ -117,6 +137,26 @@ class ReaderTask:
         if not names:
             raise DataError("no relation names: the train split has no triplets and data.relations is not set")
         return names
+
+    def _retriever(self) -> DenseRetriever | None:
+        """`reader.retriever` with an index over the KB titles (None: "none", or no KB)."""
+        source = self.config.reader.retriever
+        if source == "none" or not self.kb:
+            return None
+        if source == "train":
+            raise ConfigError(
+                "reader.retriever = 'train' is trained by relik_jax.training.run.train (python -m relik_jax.train) "
+                "before the reader; pass the trained retriever folder to build a ReaderTask directly"
+            )
+        retriever = DenseRetriever.load(source, with_index=False) if source else DenseRetriever.from_encoder(
+            self.config.model.encoder
+        )
+        retriever.build_index(self.kb, [entity_passage(t) for t in self.kb], progress=False)
+        return retriever
+
+    def relik(self, params: Any) -> Relik:
+        """The full pipeline with `params` (the task's retriever, these reader weights)."""
+        return Relik(self.pipeline.with_params(params), self.retriever, relations=self.relations, settings=self.settings)
 
     def _kb(self) -> list[str]:
         path = self.config.data.kb or tfds_builders.sample_file(self.config.data.dataset, "kb.tsv")
@@ -143,14 +183,34 @@ class ReaderTask:
             return doc.text, spacy_words(doc.text)
         return given_words(doc.words)
 
-    def _training_rows(self, docs: Sequence[Any]):
+    def retrieved_windows(self, docs: Sequence[Any], params: Any, chunk: int = 64) -> list[Any]:
+        """Each document prepared with its windows' retrieved candidates (`Relik.prepare`)."""
+        relik, out = self.relik(params), []
+        bar = tqdm(total=len(docs), desc="retrieving candidates", unit="doc", disable=jax.process_index() != 0, leave=False)  # fmt: skip
+        for s in range(0, len(docs), chunk):
+            part = docs[s : s + chunk]
+            if isinstance(part[0], ELDocument):
+                out += relik.prepare([d.text for d in part])
+            else:
+                out += relik.prepare(words=[list(d.words) for d in part])
+            bar.update(len(part))
+        bar.close()
+        return out
+
+    def _training_rows(self, docs: Sequence[Any], params: Any):
         rows, labels = [], []
+        if self.retrieved:
+            prepared = self.retrieved_windows(docs, params)
+        else:
+            prepared = []
+            for i, doc in enumerate(docs):
+                text, words = self._doc_inputs(doc)
+                cands = self.relations if self.spec.candidates == "relations" else self.candidates(doc, salt=0)
+                rels = self.relations if self.spec.extra_relations else ()
+                prepared.append(self.pipeline.prepare(i, text, words, cands, rels))
         it = tqdm(docs, desc="building training rows", unit="doc", disable=jax.process_index() != 0, leave=False)
-        for i, doc in enumerate(it):
-            text, words = self._doc_inputs(doc)
-            cands = self.relations if self.spec.candidates == "relations" else self.candidates(doc, salt=0)
-            rels = self.relations if self.spec.extra_relations else ()
-            for row in self.pipeline.rows(self.pipeline.prepare(i, text, words, cands, rels)):
+        for doc, prep in zip(it, prepared):
+            for row in self.pipeline.rows(prep):
                 if not self.spec.relations:
                     lab = el_row_labels(row, doc.spans)
                 else:
@@ -161,7 +221,11 @@ class ReaderTask:
         return rows, labels
 
     def begin_epoch(self, epoch: int, params: Any) -> None:
-        del epoch, params  # the rows are the same every epoch
+        """`retrieved` candidates with `reader.refresh_candidates = "epoch"`: retrieved again (with a
+        retriever that does not train here they do not change; BEER2 trains it). Otherwise the rows
+        are the same every epoch."""
+        if epoch > 0 and self.retrieved and self.config.reader.refresh_candidates == "epoch":
+            self.rows, self.labels = self._training_rows(self.docs["train"], params)
 
     def steps_per_epoch(self) -> int:
         return -(-len(self.rows) // self.batch_size)
@@ -222,29 +286,40 @@ class ReaderTask:
         """Metrics of `params` on a split (`threshold`: the relation threshold, default the model's)."""
         split = split or self.config.data.eval_split
         if docs is None:
-            docs = self.docs.get(split)
-            if docs is None:
-                docs = self.docs[split] = tfds_builders.load_config_split(self.config.data, split)
-        if self.config.eval.max_docs:
+            docs = self._split_docs(split)
+        elif self.config.eval.max_docs:
             docs = docs[: self.config.eval.max_docs]
         pipeline = self.pipeline.with_params(params)
         if not self.spec.relations:
             outs = pipeline([d.text for d in docs], candidates=[self.candidates(d, salt=1) for d in docs])
-            return self._el_metrics(docs, outs)
+            metrics = self._el_metrics(docs, outs)
+            if self.end_to_end:
+                self.counts[split] = counts = self.end_to_end_counts(params, docs)
+                metrics.update(ratios(counts))
+            return metrics
         kw: dict[str, Any] = {"words": [list(d.words) for d in docs]}
+        if self.spec.extra_relations and self.retrieved:  # cIE: the retriever's candidates, as in training
+            return self._re_metrics(docs, self.relik(params)(**kw, relation_threshold=threshold))
         if self.spec.extra_relations:
             kw.update(candidates=[self.candidates(d, salt=1) for d in docs], relations=self.relations)
         else:
             kw.update(candidates=self.relations)
         return self._re_metrics(docs, pipeline(**kw, relation_threshold=threshold))
 
+    def end_to_end_counts(self, params, docs: Sequence[ELDocument]) -> el_eval.ELCounts:
+        """EL end to end (windows → retriever → reader): GERBIL InKB / MD / recall@k counts."""
+        annotate = el_eval.relik_annotator(self.relik(params))
+        return el_eval.evaluate_documents(annotate, docs, progress=False, chunk=self.config.eval.batch_size)
+
     def _el_metrics(self, docs, outs) -> dict[str, float]:
+        """Reader-only linking with each document's gold titles among its candidates (an upper bound:
+        the retriever does not decide what the reader sees)."""
         tp = n_pred = n_gold = 0
         for d, o in zip(docs, outs):
             gold = {(s, e, t) for s, e, t in d.spans if t != NME}
             pred = {(s.start, s.end, s.label) for s in o.spans if s.label != NME}
             tp, n_pred, n_gold = tp + len(gold & pred), n_pred + len(pred), n_gold + len(gold)
-        return {f"el_{k}": v for k, v in prf(tp, n_pred, n_gold).items()}
+        return {f"link_{k}_given_gold": v for k, v in prf(tp, n_pred, n_gold).items()}
 
     def _re_metrics(self, docs, outs) -> dict[str, float]:
         counts = {"triplet": [0, 0, 0], "span": [0, 0, 0], "link": [0, 0, 0]}
@@ -288,11 +363,19 @@ class ReaderTask:
         if config.export and is_main:
             out.exports["reader"] = self.export(params, workdir / "export", threshold=threshold)
             out.exports["bundle"] = self.export_bundle(params, workdir / "bundle", threshold=threshold)
-        test = config.data.test_split
-        if test and tfds_builders.has_split(config.data, test):
+        tests = [t for t in tfds_builders.split_names(config.data.test_split) if tfds_builders.has_split(config.data, t)]
+        for test in tests:
             name = test + (f" (threshold {threshold:g})" if threshold is not None else "")
             out.rows[name] = self.evaluate(params, split=test, threshold=threshold)
+        if self.end_to_end and len(tests) > 1:  # micro-averaged over the test sets (counts summed)
+            out.rows["tests (micro)"] = ratios(el_eval.micro(self.counts[t] for t in tests))
         return out
+
+    def _split_docs(self, split: str) -> list[Any]:
+        docs = self.docs.get(split)
+        if docs is None:
+            docs = self.docs[split] = tfds_builders.load_config_split(self.config.data, split)
+        return docs[: self.config.eval.max_docs] if self.config.eval.max_docs else docs
 
     def tune_threshold(self, params, grid: Sequence[float]) -> tuple[float, list[tuple[float, float]]]:
         """The relation threshold with the best dev main metric, and the sweep."""
@@ -301,7 +384,7 @@ class ReaderTask:
 
     def export_bundle(self, params, folder: str | Path, threshold: float | None = None) -> Path:
         """An inference bundle (`Relik.from_pretrained`): the reader, the relation names and, for EL /
-        cIE, a retriever with an index over the KB titles (see `export_retriever` in the config)."""
+        cIE, the task's retriever with its index over the KB titles (`reader.retriever`)."""
         data = self.config.data
         reader = ReaderPipeline(
             self.model, jax.device_get(params), self.tokenizer,
@@ -309,18 +392,7 @@ class ReaderTask:
             max_starts=self.config.reader.max_starts, max_entities=self.config.reader.max_entities,
             relation_threshold=threshold,
         )  # fmt: skip
-        retriever = None
-        source = self.config.get("export_retriever", "")
-        if self.spec.links and source != "none" and self.kb:
-            if source:
-                retriever = DenseRetriever.load(source, with_index=False)
-            else:
-                retriever = DenseRetriever.from_encoder(self.config.model.encoder)
-            retriever.build_index(self.kb, self.kb, progress=False)
-        settings = Settings(
-            top_k=max(data.num_candidates, 1), window_size=data.window_size, window_stride=data.window_stride
-        )
-        return Relik(reader, retriever, relations=self.relations, settings=settings).save_pretrained(folder)
+        return Relik(reader, self.retriever, relations=self.relations, settings=self.settings).save_pretrained(folder)
 
     def export(self, params, folder: str | Path, threshold: float | None = None) -> Path:
         """A reader folder (with the official encoder folder where relik 1.0.7 has the architecture)."""

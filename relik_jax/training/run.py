@@ -78,11 +78,44 @@ def train(config: Any, workdir: str | Path | None = None, *, name: str = "run") 
     if is_main:
         print(f"workdir: {os.path.abspath(workdir)}; {jax.device_count()} devices, {jax.process_count()} processes",
               flush=True)  # fmt: skip
+    train_retriever_first(config, Path(workdir), is_main)
     task = make_task(config)
     result = train_and_evaluate(config, workdir, task)
     if is_main:
         print(report(result, task))
     return result
+
+
+def retriever_stage(config: Any) -> Any:
+    """The config of the retriever that `reader.retriever = "train"` fine-tunes before the reader: the
+    same data, encoder and seed; the retriever section's epochs / steps / batch size / learning rate."""
+    c = config.copy_and_resolve_references()
+    r = c.retriever
+    with c.unlocked():
+        c.kind, c.init_from, c.export = "retriever", "", True
+        c.train.epochs, c.train.steps, c.train.batch_size = r.epochs, r.steps, r.batch_size
+        c.optim.learning_rate, c.optim.head_learning_rate = r.learning_rate, 0.0
+        c.data.test_split = ""  # the reader reports the test figures, end to end
+    return c
+
+
+def train_retriever_first(config: Any, workdir: Path, is_main: bool) -> None:
+    """`reader.retriever = "train"`: trains the retriever in WORKDIR/retriever (resumed like any run,
+    skipped when its export exists) and points `reader.retriever` at its export."""
+    if config.kind != "reader" or config.reader.retriever != "train":
+        return
+    export = workdir / "retriever" / "export"
+    if not (export / "retriever.json").is_file():
+        stage = retriever_stage(config)
+        validate(stage)
+        if is_main:
+            print(f"stage 1/2: the retriever, in {workdir / 'retriever'}", flush=True)
+        task = make_task(stage)
+        result = train_and_evaluate(stage, workdir / "retriever", task)
+        if is_main:
+            print(report(result, task) + "\nstage 2/2: the reader on its candidates", flush=True)
+    with config.unlocked():
+        config.reader.retriever = str(export)
 
 
 def report(result: TrainResult, task: Task) -> str:
