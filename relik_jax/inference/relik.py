@@ -90,13 +90,14 @@ class Relik:
         relation_threshold: float | None = None,
         annotation_type: str | None = None,
         retrieve_k: int | None = None,
+        span_queries: int | None = None,
     ) -> RelikOutput | list[RelikOutput]:
         """Annotates one text (→ one output) or a list (→ a list); see the module docstring.
         `retrieve_k` (≥ top_k): passages retrieved per window and kept in each window's `retrieved`
         (e.g. to measure recall@100); the reader still reads the first `top_k`."""
         s = self.settings.replace(
             top_k=top_k, window_size=window_size, window_stride=window_stride,
-            relation_threshold=relation_threshold, annotation_type=annotation_type,
+            relation_threshold=relation_threshold, annotation_type=annotation_type, span_queries=span_queries,
         )  # fmt: skip
         single, docs = documents(texts, words)
         outputs = self._finish(self._prepare(docs, candidates, relations, s, retrieve_k), s)
@@ -239,7 +240,30 @@ class Relik:
             raise ConfigError("the retriever has no index: build one with `python -m relik_jax.index`")
         return self.retriever.retrieve(queries, k=min(k, len(self.retriever.index)))
 
+    def _span_pass(self, prepared: list[Prepared], s: Settings) -> None:
+        """BEER2 (`span_queries` > 0): the spans a first reader pass finds (linked or --NME--) query the
+        retriever beside their window; each window's candidates become the merged top-k."""
+        first = self.reader.annotate(prepared, s.relation_threshold)
+        texts, spans, where = [], [], []
+        for d, (p, out) in enumerate(zip(prepared, first)):
+            for i, (w, wo) in enumerate(zip(p.windows, out.windows)):
+                if p.retrieved and p.retrieved[i]:
+                    found = sorted({(a, b) for a, b, _ in wo.spans} | set(wo.span_probabilities))
+                    texts.append(w.text)
+                    spans.append([(a - w.offset, b - w.offset) for a, b in found])
+                    where.append((d, i, len(p.retrieved[i])))
+        if not texts:
+            return
+        k = max(n for _, _, n in where)
+        merged = self.retriever.retrieve_with_spans(texts, spans, k=k, span_k=s.span_queries, rule=s.span_merge)
+        for (d, i, n), hits in zip(where, merged):
+            prepared[d].retrieved[i] = hits[:n]
+            prepared[d].candidates[i] = [h.text for h in hits[: s.top_k]]
+
     def _finish(self, prepared: list[Prepared], s: Settings) -> list[RelikOutput]:
+        if self.reader is not None and self.retriever is not None and s.span_queries:
+            if any(p.retrieved for p in prepared):  # candidates the retriever chose (not given ones)
+                self._span_pass(prepared, s)
         if self.reader is not None:
             outputs = self.reader.annotate(prepared, s.relation_threshold)
         else:

@@ -29,6 +29,7 @@ from relik_jax.encoders.hf import load_encoder, load_tokenizer, read_state_dict,
 from relik_jax.encoders.text_encoder import pad_ids, truncate_ids
 from relik_jax.retriever.index import Index, params_fingerprint, validate_passages
 from relik_jax.retriever.model import BiEncoder, RetrieverConfig
+from relik_jax.retriever.span_queries import merge, span_arrays, token_ranges
 
 log = logging.getLogger(__name__)
 # texts are embedded sorted by length, so a batch's lengths are close: fine buckets waste little
@@ -88,6 +89,9 @@ class DenseRetriever:
             "question": jax.jit(lambda p, i, m: model.apply({"params": p}, i, m, method=BiEncoder.embed_questions)),
             "passage": jax.jit(lambda p, i, m: model.apply({"params": p}, i, m, method=BiEncoder.embed_passages)),
         }
+        self._embed_spans = jax.jit(
+            lambda p, i, m, s, e: model.apply({"params": p}, i, m, s, e, method=BiEncoder.embed_queries)
+        )
         self._truncated = 0
         self._fingerprint: str | None = None
         self.index: Index | None = None
@@ -262,3 +266,59 @@ class DenseRetriever:
             for sc, rw in zip(scores, rows)
         ]
         return out[0] if single else out
+
+    def embed_spans(
+        self, texts: Sequence[str], spans: Sequence[Sequence[tuple[int, int]]], *, max_spans: int = 16
+    ) -> tuple[np.ndarray, list[np.ndarray]]:
+        """Window queries `[N, H]` and, per text, its spans' query vectors `[n_i, H]` (BEER2's span
+        queries, `relik_jax.retriever.span_queries`); spans are character offsets in the text, at most
+        `max_spans` per text; a span cut off by `question_max_length` gets no vector (dropped)."""
+        dim = self.model.config.dim
+        windows = np.zeros((len(texts), dim), np.float32)
+        out: list[np.ndarray] = [np.zeros((0, dim), np.float32) for _ in texts]
+        for s in range(0, len(texts), self.batch_size):
+            part = list(texts[s : s + self.batch_size])
+            enc = self.tokenizer(part, truncation=True, max_length=self.question_max_length, return_offsets_mapping=True)
+            ranges = [token_ranges(o, sp) for o, sp in zip(enc["offset_mapping"], spans[s : s + len(part)])]
+            length = bucket(max(len(i) for i in enc["input_ids"]), capped_buckets(self.length_buckets, self.question_max_length))
+            rows = bucket(len(part), power_of_two_buckets(self.batch_size))
+            n_spans = bucket(max(1, max(sum(x is not None for x in r) for r in ranges)), power_of_two_buckets(max_spans))
+            ids = pad_ids(enc["input_ids"], rows, length)
+            arr = span_arrays(ranges, rows, n_spans)
+            w, v = self._embed_spans(self.params, ids["input_ids"], ids["attention_mask"], arr["span_start"], arr["span_end"])
+            windows[s : s + len(part)] = np.asarray(w[: len(part)], np.float32)
+            v = np.asarray(v, np.float32)
+            for j in range(len(part)):
+                out[s + j] = v[j][arr["span_valid"][j]]
+        return windows, out
+
+    def retrieve_with_spans(
+        self,
+        texts: Sequence[str],
+        spans: Sequence[Sequence[tuple[int, int]]],
+        *,
+        k: int,
+        span_k: int,
+        rule: str = "interleave",
+        max_spans: int = 16,
+    ) -> list[list[Hit]]:
+        """Each text's top-k merged from its window query and its spans' queries (top `span_k` each)."""
+        if self.index is None:
+            raise ConfigError("no index: build_index() or load a folder with one")
+        windows, per_text = self.embed_spans(texts, spans, max_spans=max_spans)
+        k = min(k, len(self.index))
+        w_scores, w_rows = self.index.search(windows, k)
+        flat = [v for vs in per_text for v in vs]
+        span_hits: list[list[Hit]] = []
+        if flat:
+            s_scores, s_rows = self.index.search(np.stack(flat), min(span_k, len(self.index)))
+            span_hits = [self._hits(sc, rw) for sc, rw in zip(s_scores, s_rows)]
+        out, n = [], 0
+        for i in range(len(texts)):
+            mine = span_hits[n : n + len(per_text[i])]
+            n += len(per_text[i])
+            out.append(merge(self._hits(w_scores[i], w_rows[i]), mine, k, rule))
+        return out
+
+    def _hits(self, scores, rows) -> list[Hit]:
+        return [Hit(self.index.ids[r], self.index.passages[r], float(s)) for s, r in zip(scores, rows)]

@@ -52,11 +52,24 @@ class _Tower(nn.Module):
         )
         self.layer_norm_layer = layer_norm(self.config.layer_norm_eps, param_dtype=self.param_dtype)
 
-    def __call__(self, input_ids, attention_mask, deterministic: bool = True):
-        h = self.encoder(
+    def states(self, input_ids, attention_mask, deterministic: bool = True) -> jax.Array:
+        return self.encoder(
             input_ids, attention_mask, jnp.zeros_like(input_ids), deterministic=deterministic
         ).last_hidden_state
-        return self.layer_norm_layer(mean_pool(h, attention_mask))
+
+    def __call__(self, input_ids, attention_mask, deterministic: bool = True):
+        return self.layer_norm_layer(mean_pool(self.states(input_ids, attention_mask, deterministic), attention_mask))
+
+    def with_spans(self, input_ids, attention_mask, span_start_BS, span_end_BS, deterministic: bool = True):
+        """The text's vector `[B, H]` and its spans' vectors `[B, S, H]` from one encoder pass: a span
+        is the mean of its tokens `[start, end)` (BEER2's span queries), through the same LayerNorm."""
+        h = self.states(input_ids, attention_mask, deterministic)
+        window = self.layer_norm_layer(mean_pool(h, attention_mask))
+        pos = jnp.arange(h.shape[1])
+        inside = (pos >= span_start_BS[..., None]) & (pos < span_end_BS[..., None]) & attention_mask.astype(bool)[:, None]
+        w = inside.astype(h.dtype)
+        spans = jnp.einsum("bsl,blh->bsh", w, h) / jnp.maximum(w.sum(-1, keepdims=True), 1.0)
+        return window, self.layer_norm_layer(spans)
 
 
 class BiEncoder(nn.Module):
@@ -73,6 +86,12 @@ class BiEncoder(nn.Module):
 
     def embed_questions(self, input_ids, attention_mask, deterministic: bool = True) -> jax.Array:
         return self.question_encoder(input_ids, attention_mask, deterministic)
+
+    def embed_queries(
+        self, input_ids, attention_mask, span_start_BS, span_end_BS, deterministic: bool = True
+    ) -> tuple[jax.Array, jax.Array]:
+        """Window queries `[B, H]` and span queries `[B, S, H]` (token ranges `[start, end)`)."""
+        return self.question_encoder.with_spans(input_ids, attention_mask, span_start_BS, span_end_BS, deterministic)
 
     def embed_passages(self, input_ids, attention_mask, deterministic: bool = True) -> jax.Array:
         tower = self.question_encoder if self.config.shared else self.passage_encoder

@@ -16,18 +16,19 @@ from relik_jax.core.errors import ConfigError
 from relik_jax.data.tfds_builders import dataset_spec
 from relik_jax.parallel.mesh import mesh_dims
 from relik_jax.reader.spec import get_spec, task_name
+from relik_jax.training.joint_task import JointTask
 from relik_jax.training.optim import validate_optim
 from relik_jax.training.reader_task import ReaderTask
 from relik_jax.training.retriever_task import RetrieverTask
 
-TASKS: dict[str, type] = {"reader": ReaderTask, "retriever": RetrieverTask}  # what a config trains, by `kind`
+TASKS: dict[str, type] = {"reader": ReaderTask, "retriever": RetrieverTask, "joint": JointTask}  # what a config trains, by `kind`
 CANDIDATE_MODES = ("gold_plus_distractors", "retrieved")
 RNG_IMPLS = ("auto", "philox4x32", "threefry2x32")
 
 
 def base_config() -> ml_collections.ConfigDict:
     c = ml_collections.ConfigDict()
-    c.kind = "reader"  # what is trained: reader (EL / RE / cIE) or retriever
+    c.kind = "reader"  # what is trained: reader (EL / RE / cIE), retriever, or joint (BEER2: both, EL)
     c.seed = 0
     c.init_from = ""  # a reader folder (ours or official) to start from
     c.export = True  # write the best params as a reader folder in WORKDIR/export and a bundle in WORKDIR/bundle
@@ -72,6 +73,19 @@ def base_config() -> ml_collections.ConfigDict:
     c.retriever.batch_size = 32
     c.retriever.learning_rate = 2e-5
     c.retriever.steps = 0  # > 0 overrides retriever.epochs
+
+    c.joint = ml_collections.ConfigDict()  # kind = "joint" (BEER2; relik_jax.training.joint_task)
+    c.joint.share_encoder = True  # the query tower is the reader's encoder (False: its own copy)
+    c.joint.span_queries = True  # Reader -> Retriever: span queries retrieve and train beside the window query
+    c.joint.span_k = 8  # passages retrieved per span query
+    c.joint.merge = "interleave"  # how span hits join the window's top-k: interleave | score
+    c.joint.max_span_queries = 8  # span queries per window in a train batch
+    c.joint.refresh_every = 0  # steps between candidate refreshes (0: once per pass over the rows)
+    c.joint.train_passages = False  # train the passage tower (re-indexing the KB) or keep it frozen
+    c.joint.reindex_every = 1  # refreshes between re-indexings when the passage tower trains
+    c.joint.reader_weight = 1.0
+    c.joint.window_weight = 1.0
+    c.joint.span_weight = 1.0
 
     c.data = ml_collections.ConfigDict()
     c.data.dataset = "sample_re"  # see relik_jax.data.tfds_builders.DATASETS
@@ -188,7 +202,9 @@ def validate(c: ml_collections.ConfigDict, *, devices: int | None = None, proces
     if c.kind not in TASKS:
         raise ConfigError(f"unknown config.kind {c.kind!r} ({' | '.join(TASKS)})")
     data_kind = dataset_spec(c.data.dataset).kind
-    if c.kind == "reader":
+    if c.kind == "joint" and task_name(c.reader.task) != "span":
+        raise ConfigError(f"kind = 'joint' (BEER2) trains entity linking: reader.task must be el, got {c.reader.task!r}")
+    if c.kind in ("reader", "joint"):
         spec = get_spec(c.reader.task)
         if data_kind != spec.dataset_kind:
             raise ConfigError(

@@ -183,7 +183,7 @@ def train_and_evaluate(config, workdir: str | Path, task: Task) -> TrainResult:
         (workdir / "config.json").write_text(config.to_json_best_effort(indent=2) + "\n")
     spe = task.steps_per_epoch()
     total = config.train.steps or config.train.epochs * spe
-    tx, lr = make_optimizer(config.optim, total_steps=total, num_layers=task.num_layers)
+    tx, lr = make_optimizer(config.optim, total_steps=total, num_layers=task.num_layers, frozen=task.frozen_keys)
 
     abstract_state = jax.eval_shape(lambda p: TrainState.create(p, tx), task.abstract_params())
     state_sharding = logical_shardings(abstract_state, mesh)

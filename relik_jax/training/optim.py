@@ -75,10 +75,16 @@ def validate_optim(cfg: Any) -> None:
 
 
 def make_optimizer(
-    cfg: Any, *, total_steps: int, num_layers: int, encoder_key: str = "transformer_model"
+    cfg: Any,
+    *,
+    total_steps: int,
+    num_layers: int,
+    encoder_key: str = "transformer_model",
+    frozen: tuple[str, ...] = (),
 ) -> tuple[optax.GradientTransformation, optax.Schedule]:
     """`cfg`: learning_rate, head_learning_rate, layer_decay, weight_decay, warmup (fraction of the
-    steps, or steps when >= 1), clip_norm, accumulate, b1, b2, eps."""
+    steps, or steps when >= 1), clip_norm, accumulate, b1, b2, eps. `frozen`: top-level param keys
+    that are never updated (no Adam state, no weight decay)."""
     validate_optim(cfg)
     updates = -(-total_steps // cfg.accumulate)
     warmup = int(cfg.warmup if cfg.warmup >= 1 else round(cfg.warmup * updates))
@@ -104,6 +110,12 @@ def make_optimizer(
         scale_by_path(multiplier),
     ]
     tx = optax.chain(*parts)
+    if frozen:
+
+        def labels(params):
+            return {k: jax.tree.map(lambda _, k=k: "frozen" if k in frozen else "train", v) for k, v in params.items()}
+
+        tx = optax.multi_transform({"train": tx, "frozen": optax.set_to_zero()}, labels)
     if cfg.accumulate > 1:
         tx = optax.MultiSteps(tx, every_k_schedule=cfg.accumulate)
     return tx, lr

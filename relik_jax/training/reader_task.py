@@ -68,6 +68,7 @@ class ReaderTask:
     """A Reader trained by the generic loop (the `relik_jax.training.task.Task` contract)."""
 
     replicated_keys = ()
+    frozen_keys: tuple[str, ...] = ()
 
     def __init__(self, config: Any, *, model=None, params=None, tokenizer=None):
         self.config = config
@@ -153,6 +154,10 @@ class ReaderTask:
         )
         retriever.build_index(self.kb, [entity_passage(t) for t in self.kb], progress=False)
         return retriever
+
+    def reader_params(self, params: Any) -> Any:
+        """The reader's params among the trained ones (all of them here)."""
+        return params
 
     def relik(self, params: Any) -> Relik:
         """The full pipeline with `params` (the task's retriever, these reader weights)."""
@@ -289,7 +294,7 @@ class ReaderTask:
             docs = self._split_docs(split)
         elif self.config.eval.max_docs:
             docs = docs[: self.config.eval.max_docs]
-        pipeline = self.pipeline.with_params(params)
+        pipeline = self.pipeline.with_params(self.reader_params(params))
         if not self.spec.relations:
             outs = pipeline([d.text for d in docs], candidates=[self.candidates(d, salt=1) for d in docs])
             metrics = self._el_metrics(docs, outs)

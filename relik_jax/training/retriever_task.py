@@ -32,6 +32,7 @@ class RetrieverTask:
 
     main_metric = "recall_at_k"
     replicated_keys = ("p_ids", "p_mask", "p_valid")  # the batch's passages: every question scores all of them
+    frozen_keys: tuple[str, ...] = ()
 
     def __init__(
         self,

@@ -31,6 +31,7 @@ class Task(Protocol):
     main_metric: str  # the `evaluate` key that selects the best checkpoint (higher is better)
     replicated_keys: tuple[str, ...]  # batch fields every device reads whole (not split over 'data')
     init_params: Any  # the params training starts from (plain arrays)
+    frozen_keys: tuple[str, ...]  # top-level param keys the optimizer leaves as they are (e.g. a frozen tower)
 
     def abstract_params(self) -> Any:
         """Shapes and logical axis names of the params (boxed), without allocating them."""
