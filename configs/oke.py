@@ -32,6 +32,7 @@ def get_config(arg: str | None = None):
     c.data.kb = str(SHARED_DATA / "kb" / "gold_titles.tsv")
     c.data.test_split = ",".join(GERBIL_EL_TESTS)
     c.data.num_candidates = 32  # the retriever's top-k each window reads
+    c.reader.shuffle_candidates = 0.5  # see reader.shuffle_candidates (relik_jax.training.config)
     c.data.window_size = 32
     c.data.window_stride = 16
     c.reader.entity_symbols = 100

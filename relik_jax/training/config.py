@@ -57,6 +57,9 @@ def base_config() -> ml_collections.ConfigDict:
     # (e.g. a kind=retriever run's export), or "none" (reader only: gold-plus-distractors scores, reader-only bundle)
     c.reader.retriever = ""
     c.reader.refresh_candidates = "run"  # "retrieved": computed once per "run" or at every "epoch"
+    # "retrieved": the share of train windows whose candidates are shuffled (the official reader data's
+    # shuffle_candidates): in retrieval order only, a reader learns the rank prior and under-reads the titles
+    c.reader.shuffle_candidates = 0.0
 
     c.retriever = ml_collections.ConfigDict()  # kind = "retriever"
     c.retriever.question_max_length = 64
@@ -81,6 +84,9 @@ def base_config() -> ml_collections.ConfigDict:
     c.joint.merge = "interleave"  # how span hits join the window's top-k: interleave | score
     c.joint.max_span_queries = 8  # span queries per window in a train batch
     c.joint.refresh_every = 0  # steps between candidate refreshes (0: once per pass over the rows)
+    # with reader.retriever a folder (or "train"): the shared encoder starts as its question encoder (the
+    # passage tower and the KB index are its passage side either way)
+    c.joint.encoder_from_retriever = True
     c.joint.train_passages = False  # train the passage tower (re-indexing the KB) or keep it frozen
     c.joint.reindex_every = 1  # refreshes between re-indexings when the passage tower trains
     c.joint.reader_weight = 1.0
@@ -215,6 +221,8 @@ def validate(c: ml_collections.ConfigDict, *, devices: int | None = None, proces
             raise ConfigError("reader.max_starts and reader.max_entities must be >= 1")
         if c.reader.candidates not in CANDIDATE_MODES:
             raise ConfigError(f"reader.candidates must be one of {CANDIDATE_MODES}, got {c.reader.candidates!r}")
+        if not 0.0 <= c.reader.shuffle_candidates <= 1.0:
+            raise ConfigError(f"reader.shuffle_candidates must be in [0, 1], got {c.reader.shuffle_candidates}")
         if c.reader.refresh_candidates not in ("run", "epoch"):
             raise ConfigError(f"reader.refresh_candidates must be run | epoch, got {c.reader.refresh_candidates!r}")
         if c.reader.candidates == "retrieved" and spec.candidates != "entities":

@@ -73,6 +73,10 @@ class JointTask(ReaderTask):
             raise ConfigError(f"joint.merge must be interleave | score, got {j.merge!r}")
         self.frozen_keys = () if j.train_passages else ("passage_encoder",)
         self._refreshes = 0
+        source = config.reader.retriever
+        if j.encoder_from_retriever and source not in ("", "train", "none"):
+            with config.unlocked():  # the shared encoder starts as the retriever's question encoder
+                config.model.encoder = str(Path(source) / "question_encoder")
         super().__init__(config)  # → _retriever() (the joint params, the index), _training_rows()
         self.init_params = self.joint_init
         self._steps = j.refresh_every or -(-len(self.rows) // self.batch_size)
@@ -155,8 +159,8 @@ class JointTask(ReaderTask):
                 for (_, p, i, _), hits in zip(windows, merged):
                     p.retrieved[i] = hits
                     p.candidates[i] = [h.text for h in hits]
-            for (d, p, i, w), g in zip(windows, gold):
-                one = Prepared(p.text, p.words, [w], [p.candidates[i]], [])
+            for n, ((d, p, i, w), g) in enumerate(zip(windows, gold)):
+                one = Prepared(p.text, p.words, [w], [self.shuffled(p.candidates[i], f"{self._refreshes}/{s + n}")], [])
                 titles = {t for _, _, t in g if t != NME}
                 hard = [h.text for h in p.retrieved[i] if passage_title(h.text) not in titles][: r.max_hard_negatives]
                 for row in self.pipeline.rows(one):

@@ -202,10 +202,21 @@ class ReaderTask:
         bar.close()
         return out
 
+    def shuffled(self, candidates: list[str], key: str) -> list[str]:
+        """`candidates` shuffled for a `reader.shuffle_candidates` share of the windows (seeded by `key`)."""
+        rng = random.Random(f"{self.config.seed}/shuffle/{key}")
+        if rng.random() >= self.config.reader.shuffle_candidates:
+            return candidates
+        out = list(candidates)
+        rng.shuffle(out)
+        return out
+
     def _training_rows(self, docs: Sequence[Any], params: Any):
         rows, labels = [], []
         if self.retrieved:
             prepared = self.retrieved_windows(docs, params)
+            for n, p in enumerate(prepared):
+                p.candidates = [self.shuffled(c, f"{n}/{i}") for i, c in enumerate(p.candidates)]
         else:
             prepared = []
             for i, doc in enumerate(docs):
@@ -296,10 +307,13 @@ class ReaderTask:
             docs = docs[: self.config.eval.max_docs]
         pipeline = self.pipeline.with_params(self.reader_params(params))
         if not self.spec.relations:
-            outs = pipeline([d.text for d in docs], candidates=[self.candidates(d, salt=1) for d in docs])
-            metrics = self._el_metrics(docs, outs)
+            metrics = {}
+            if not self.end_to_end or split == self.config.data.eval_split:  # the reader-only bound: dev only
+                outs = pipeline([d.text for d in docs], candidates=[self.candidates(d, salt=1) for d in docs])
+                metrics = self._el_metrics(docs, outs)
             if self.end_to_end:
-                self.counts[split] = counts = self.end_to_end_counts(params, docs)
+                desc = "" if split == self.config.data.eval_split else f"{split} (end to end)"
+                self.counts[split] = counts = self.end_to_end_counts(params, docs, desc)
                 metrics.update(ratios(counts))
             return metrics
         kw: dict[str, Any] = {"words": [list(d.words) for d in docs]}
@@ -311,10 +325,12 @@ class ReaderTask:
             kw.update(candidates=self.relations)
         return self._re_metrics(docs, pipeline(**kw, relation_threshold=threshold))
 
-    def end_to_end_counts(self, params, docs: Sequence[ELDocument]) -> el_eval.ELCounts:
-        """EL end to end (windows → retriever → reader): GERBIL InKB / MD / recall@k counts."""
+    def end_to_end_counts(self, params, docs: Sequence[ELDocument], desc: str = "") -> el_eval.ELCounts:
+        """EL end to end (windows → retriever → reader): GERBIL InKB / MD / recall@k counts (a
+        progress bar named `desc`, when given, on process 0)."""
         annotate = el_eval.relik_annotator(self.relik(params))
-        return el_eval.evaluate_documents(annotate, docs, progress=False, chunk=self.config.eval.batch_size)
+        progress = bool(desc) and jax.process_index() == 0
+        return el_eval.evaluate_documents(annotate, docs, progress=progress, chunk=self.config.eval.batch_size, desc=desc)
 
     def _el_metrics(self, docs, outs) -> dict[str, float]:
         """Reader-only linking with each document's gold titles among its candidates (an upper bound:

@@ -8,6 +8,7 @@ checkpoint's metrics table and where everything went, printed by process 0).
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 from typing import Any
@@ -83,7 +84,24 @@ def train(config: Any, workdir: str | Path | None = None, *, name: str = "run") 
     result = train_and_evaluate(config, workdir, task)
     if is_main:
         print(report(result, task))
+        write_results(result, task)
     return result
+
+
+def write_results(result: TrainResult, task: Task) -> Path:
+    """WORKDIR/results.json: the best step, its metric and the report's rows (dev, tuned, test)."""
+    finish = result.finish
+    payload = {
+        "best_step": result.best_step,
+        "main_metric": task.main_metric,
+        "rows": finish.rows if finish else {},
+        "exports": {k: str(v) for k, v in (finish.exports if finish else {}).items()},
+    }
+    path = Path(result.workdir) / "results.json"
+    tmp = path.with_name("results.json.tmp")
+    tmp.write_text(json.dumps(payload, indent=2) + "\n")
+    os.replace(tmp, path)
+    return path
 
 
 def retriever_stage(config: Any) -> Any:
@@ -100,9 +118,9 @@ def retriever_stage(config: Any) -> Any:
 
 
 def train_retriever_first(config: Any, workdir: Path, is_main: bool) -> None:
-    """`reader.retriever = "train"`: trains the retriever in WORKDIR/retriever (resumed like any run,
+    """`reader.retriever = "train"` (reader, joint): trains the retriever in WORKDIR/retriever (resumed like any run,
     skipped when its export exists) and points `reader.retriever` at its export."""
-    if config.kind != "reader" or config.reader.retriever != "train":
+    if config.kind not in ("reader", "joint") or config.reader.retriever != "train":
         return
     export = workdir / "retriever" / "export"
     if not (export / "retriever.json").is_file():
