@@ -25,6 +25,7 @@ from pathlib import Path
 from relik_jax.inference.annotate import Fields, annotate_file, open_job, peak_rss_mb
 from relik_jax.inference.bundle import SETTINGS
 from relik_jax.inference.relik import Relik
+from relik_jax.retriever.span_queries import MERGE_RULES
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -44,6 +45,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--window-stride", type=int)
     p.add_argument("--relation-threshold", type=float)
     p.add_argument("--annotation-type", choices=("char", "word"))
+    p.add_argument("--span-queries", type=int, help="BEER2: passages per found span (0: off; default: the bundle's)")
+    p.add_argument("--span-merge", choices=MERGE_RULES, help="BEER2: how span hits join a window's top-k")
     p.add_argument("--with-windows", action="store_true", help="also write each window's predictions")
     p.add_argument("--overwrite", action="store_true", help="start over instead of resuming")
     p.add_argument("--no-progress", action="store_true")
