@@ -22,7 +22,6 @@ import re
 import statistics
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 from environment import environment, write_json  # benchmarks/environment.py (this script's folder)
@@ -161,7 +160,7 @@ def main(argv=None) -> int:
             overrides.append(f"reader.retriever={args.runs / 'pipeline' / 'retriever' / 'export'}")
             row["memory"] = step_memory(cfg, args.tiny, overrides)
             if name == "beer2":  # the same step with two encoders (BEER2's memory claim)
-                row["memory_separate_encoders"] = step_memory(cfg, args.tiny, overrides + ["joint.share_encoder=False"])
+                row["memory_separate_encoders"] = step_memory(cfg, args.tiny, [*overrides, "joint.share_encoder=False"])
         rows.append(row)
     print(format_table(rows))
     if args.json:

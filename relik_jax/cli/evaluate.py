@@ -105,7 +105,9 @@ def main(argv: list[str] | None = None) -> int:
         rows["micro"] = el.micro(counts.values()).metrics()
     print(format_table(rows))
     total = el.micro(counts.values())
-    print(f"{total.documents} documents in {total.seconds:.1f} s ({total.documents / max(total.seconds, 1e-9):.2f} docs/s)")
+    print(
+        f"{total.documents} documents in {total.seconds:.1f} s ({total.documents / max(total.seconds, 1e-9):.2f} docs/s)"
+    )
     if args.json:
         s = relik.settings.replace(**settings)
         write_json(args.json, {

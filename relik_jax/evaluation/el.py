@@ -18,6 +18,7 @@ they are scored as given.
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import logging
 import time
 from collections.abc import Callable, Iterable, Sequence
@@ -49,7 +50,11 @@ class PRF:
         self.gold += len(gold)
 
     def __iadd__(self, other: PRF) -> PRF:
-        self.tp, self.predicted, self.gold = self.tp + other.tp, self.predicted + other.predicted, self.gold + other.gold
+        self.tp, self.predicted, self.gold = (
+            self.tp + other.tp,
+            self.predicted + other.predicted,
+            self.gold + other.gold,
+        )
         return self
 
     @property
@@ -137,7 +142,7 @@ def check_documents(docs: Sequence[ELDocument], where: str) -> None:
                     f"({titles[(s, e)]!r} and {t!r}); strong matching needs one"
                 )
         spans = sorted(titles)
-        overlapping += sum(b[0] < a[1] for a, b in zip(spans, spans[1:]))
+        overlapping += sum(b[0] < a[1] for a, b in itertools.pairwise(spans))
     if overlapping:
         log.info("%s: %d overlapping or nested gold mentions (scored as given)", where, overlapping)
 

@@ -32,7 +32,15 @@ from relik_jax.retriever.dense import DenseRetriever
 log = logging.getLogger(__name__)
 FORMAT = "relik_jax.bundle"
 VERSION = 1
-SETTINGS = ("top_k", "window_size", "window_stride", "relation_threshold", "annotation_type", "span_queries", "span_merge")
+SETTINGS = (
+    "top_k",
+    "window_size",
+    "window_stride",
+    "relation_threshold",
+    "annotation_type",
+    "span_queries",
+    "span_merge",
+)
 READER_OPTIONS = ("batch_size", "max_length", "max_starts", "max_entities", "official_decisions")
 RETRIEVER_OPTIONS = ("question_max_length", "passage_max_length")
 

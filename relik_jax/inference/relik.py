@@ -261,9 +261,9 @@ class Relik:
             prepared[d].candidates[i] = [h.text for h in hits[: s.top_k]]
 
     def _finish(self, prepared: list[Prepared], s: Settings) -> list[RelikOutput]:
-        if self.reader is not None and self.retriever is not None and s.span_queries:
-            if any(p.retrieved for p in prepared):  # candidates the retriever chose (not given ones)
-                self._span_pass(prepared, s)
+        span_pass = self.reader is not None and self.retriever is not None and s.span_queries
+        if span_pass and any(p.retrieved for p in prepared):  # candidates the retriever chose (not given ones)
+            self._span_pass(prepared, s)
         if self.reader is not None:
             outputs = self.reader.annotate(prepared, s.relation_threshold)
         else:

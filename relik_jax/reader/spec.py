@@ -59,7 +59,9 @@ class TaskSpec:
 
 
 SPECS: dict[str, TaskSpec] = {
-    "span": TaskSpec("span", True, False, False, "entities", "el", "link_f1_given_gold", "RelikReaderSpanModel", True, _span_loss),
+    "span": TaskSpec(
+        "span", True, False, False, "entities", "el", "link_f1_given_gold", "RelikReaderSpanModel", True, _span_loss
+    ),
     "triplet": TaskSpec(
         "triplet", False, True, True, "relations", "re", "triplet_f1", "RelikReaderREModel", True, _triplet_loss
     ),

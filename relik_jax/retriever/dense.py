@@ -278,14 +278,22 @@ class DenseRetriever:
         out: list[np.ndarray] = [np.zeros((0, dim), np.float32) for _ in texts]
         for s in range(0, len(texts), self.batch_size):
             part = list(texts[s : s + self.batch_size])
-            enc = self.tokenizer(part, truncation=True, max_length=self.question_max_length, return_offsets_mapping=True)
+            enc = self.tokenizer(
+                part, truncation=True, max_length=self.question_max_length, return_offsets_mapping=True
+            )
             ranges = [token_ranges(o, sp) for o, sp in zip(enc["offset_mapping"], spans[s : s + len(part)])]
-            length = bucket(max(len(i) for i in enc["input_ids"]), capped_buckets(self.length_buckets, self.question_max_length))
+            length = bucket(
+                max(len(i) for i in enc["input_ids"]), capped_buckets(self.length_buckets, self.question_max_length)
+            )
             rows = bucket(len(part), power_of_two_buckets(self.batch_size))
-            n_spans = bucket(max(1, max(sum(x is not None for x in r) for r in ranges)), power_of_two_buckets(max_spans))
+            n_spans = bucket(
+                max(1, max(sum(x is not None for x in r) for r in ranges)), power_of_two_buckets(max_spans)
+            )
             ids = pad_ids(enc["input_ids"], rows, length)
             arr = span_arrays(ranges, rows, n_spans)
-            w, v = self._embed_spans(self.params, ids["input_ids"], ids["attention_mask"], arr["span_start"], arr["span_end"])
+            w, v = self._embed_spans(
+                self.params, ids["input_ids"], ids["attention_mask"], arr["span_start"], arr["span_end"]
+            )
             windows[s : s + len(part)] = np.asarray(w[: len(part)], np.float32)
             v = np.asarray(v, np.float32)
             for j in range(len(part)):

@@ -66,7 +66,9 @@ class _Tower(nn.Module):
         h = self.states(input_ids, attention_mask, deterministic)
         window = self.layer_norm_layer(mean_pool(h, attention_mask))
         pos = jnp.arange(h.shape[1])
-        inside = (pos >= span_start_BS[..., None]) & (pos < span_end_BS[..., None]) & attention_mask.astype(bool)[:, None]
+        inside = (
+            (pos >= span_start_BS[..., None]) & (pos < span_end_BS[..., None]) & attention_mask.astype(bool)[:, None]
+        )
         w = inside.astype(h.dtype)
         spans = jnp.einsum("bsl,blh->bsh", w, h) / jnp.maximum(w.sum(-1, keepdims=True), 1.0)
         return window, self.layer_norm_layer(spans)

@@ -21,7 +21,11 @@ from relik_jax.training.optim import validate_optim
 from relik_jax.training.reader_task import ReaderTask
 from relik_jax.training.retriever_task import RetrieverTask
 
-TASKS: dict[str, type] = {"reader": ReaderTask, "retriever": RetrieverTask, "joint": JointTask}  # what a config trains, by `kind`
+TASKS: dict[str, type] = {
+    "reader": ReaderTask,
+    "retriever": RetrieverTask,
+    "joint": JointTask,
+}  # what a config trains, by `kind`
 CANDIDATE_MODES = ("gold_plus_distractors", "retrieved")
 RNG_IMPLS = ("auto", "philox4x32", "threefry2x32")
 
@@ -209,7 +213,9 @@ def validate(c: ml_collections.ConfigDict, *, devices: int | None = None, proces
         raise ConfigError(f"unknown config.kind {c.kind!r} ({' | '.join(TASKS)})")
     data_kind = dataset_spec(c.data.dataset).kind
     if c.kind == "joint" and task_name(c.reader.task) != "span":
-        raise ConfigError(f"kind = 'joint' (BEER2) trains entity linking: reader.task must be el, got {c.reader.task!r}")
+        raise ConfigError(
+            f"kind = 'joint' (BEER2) trains entity linking: reader.task must be el, got {c.reader.task!r}"
+        )
     if c.kind in ("reader", "joint"):
         spec = get_spec(c.reader.task)
         if data_kind != spec.dataset_kind:

@@ -106,7 +106,9 @@ class JointTask(ReaderTask):
             "query_norm": tower["layer_norm_layer"],
         }
         if not self.config.joint.share_encoder:
-            params["question_encoder"] = {"transformer_model": jax.tree.map(jnp.copy, self.init_params["transformer_model"])}
+            params["question_encoder"] = {
+                "transformer_model": jax.tree.map(jnp.copy, self.init_params["transformer_model"])
+            }
         self.joint_init = params
         self.view = DenseRetriever(
             view, retriever_params(params), base.tokenizer,
@@ -215,8 +217,12 @@ class JointTask(ReaderTask):
                 if p not in texts and len(texts) < n_pass:
                     texts[p] = len(texts)
         tok = self.view.tokenizer
-        enc = tok([q for q, _, _ in queries], truncation=True, max_length=r.question_max_length, return_offsets_mapping=True)
-        length = bucket(max(len(x) for x in enc["input_ids"]), capped_buckets(self.view.length_buckets, r.question_max_length))
+        enc = tok(
+            [q for q, _, _ in queries], truncation=True, max_length=r.question_max_length, return_offsets_mapping=True
+        )
+        length = bucket(
+            max(len(x) for x in enc["input_ids"]), capped_buckets(self.view.length_buckets, r.question_max_length)
+        )
         q = pad_ids(enc["input_ids"], n_rows, length)
         spans = [[(a, c) for a, c, _ in g] for _, g, _ in queries]
         ranges = [token_ranges(o, sp) for o, sp in zip(enc["offset_mapping"], spans)]
@@ -260,7 +266,10 @@ class JointTask(ReaderTask):
         scores = jnp.einsum("qh,ph->qp", q, p, preferred_element_type=jnp.float32)
         window_nce = multi_label_nce_loss(scores, batch["targets"], batch["p_valid"], batch["q_valid"])
         total = j.reader_weight * reader["loss"] + j.window_weight * window_nce
-        aux = {k: v for k, v in reader.items() if k != "loss"} | {"reader_loss": reader["loss"], "window_nce": window_nce}
+        aux = {k: v for k, v in reader.items() if k != "loss"} | {
+            "reader_loss": reader["loss"],
+            "window_nce": window_nce,
+        }
         if j.span_queries:
             b, s, h = sq.shape
             span_scores = jnp.einsum("qh,ph->qp", sq.reshape(b * s, h), p, preferred_element_type=jnp.float32)

@@ -57,7 +57,9 @@ def prf(tp: int, n_pred: int, n_gold: int) -> dict[str, float]:
 
 def ratios(counts: el_eval.ELCounts) -> dict[str, float]:
     """The metrics of `counts` that are shares (the report prints them in %), without the counts."""
-    return {k: v for k, v in counts.metrics().items() if k not in ("documents", "gold_inkb", "predicted_inkb", "docs_per_s")}
+    return {
+        k: v for k, v in counts.metrics().items() if k not in ("documents", "gold_inkb", "predicted_inkb", "docs_per_s")
+    }
 
 
 def _word_chars(words, span: tuple[int, int]) -> tuple[int, int]:
@@ -149,8 +151,10 @@ class ReaderTask:
                 "reader.retriever = 'train' is trained by relik_jax.training.run.train (python -m relik_jax.train) "
                 "before the reader; pass the trained retriever folder to build a ReaderTask directly"
             )
-        retriever = DenseRetriever.load(source, with_index=False) if source else DenseRetriever.from_encoder(
-            self.config.model.encoder
+        retriever = (
+            DenseRetriever.load(source, with_index=False)
+            if source
+            else DenseRetriever.from_encoder(self.config.model.encoder)
         )
         retriever.build_index(self.kb, [entity_passage(t) for t in self.kb], progress=False)
         return retriever
@@ -161,7 +165,9 @@ class ReaderTask:
 
     def relik(self, params: Any) -> Relik:
         """The full pipeline with `params` (the task's retriever, these reader weights)."""
-        return Relik(self.pipeline.with_params(params), self.retriever, relations=self.relations, settings=self.settings)
+        return Relik(
+            self.pipeline.with_params(params), self.retriever, relations=self.relations, settings=self.settings
+        )
 
     def _kb(self) -> list[str]:
         path = self.config.data.kb or tfds_builders.sample_file(self.config.data.dataset, "kb.tsv")
@@ -330,7 +336,9 @@ class ReaderTask:
         progress bar named `desc`, when given, on process 0)."""
         annotate = el_eval.relik_annotator(self.relik(params))
         progress = bool(desc) and jax.process_index() == 0
-        return el_eval.evaluate_documents(annotate, docs, progress=progress, chunk=self.config.eval.batch_size, desc=desc)
+        return el_eval.evaluate_documents(
+            annotate, docs, progress=progress, chunk=self.config.eval.batch_size, desc=desc
+        )
 
     def _el_metrics(self, docs, outs) -> dict[str, float]:
         """Reader-only linking with each document's gold titles among its candidates (an upper bound:
@@ -384,7 +392,9 @@ class ReaderTask:
         if config.export and is_main:
             out.exports["reader"] = self.export(params, workdir / "export", threshold=threshold)
             out.exports["bundle"] = self.export_bundle(params, workdir / "bundle", threshold=threshold)
-        tests = [t for t in tfds_builders.split_names(config.data.test_split) if tfds_builders.has_split(config.data, t)]
+        tests = [
+            t for t in tfds_builders.split_names(config.data.test_split) if tfds_builders.has_split(config.data, t)
+        ]
         for test in tests:
             name = test + (f" (threshold {threshold:g})" if threshold is not None else "")
             out.rows[name] = self.evaluate(params, split=test, threshold=threshold)

@@ -174,6 +174,8 @@ def test_cli_one_line_error_through_the_module(tmp_path, bundle):
 
     data = tmp_path / "d.jsonl"
     data.write_bytes(b'{"doc_text": "Paris", "doc_span_annotations": [[3, 1, "Paris"]]}\n')
-    r = subprocess.run([sys.executable, "-m", "relik_jax.evaluate", str(bundle), str(data)], capture_output=True, text=True)
+    r = subprocess.run(
+        [sys.executable, "-m", "relik_jax.evaluate", str(bundle), str(data)], capture_output=True, text=True
+    )
     assert r.returncode == 2
     assert r.stderr.strip().splitlines()[-1].startswith("error: ") and "Traceback" not in r.stderr
