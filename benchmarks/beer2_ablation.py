@@ -107,6 +107,23 @@ def step_memory(config_file: str, tiny: bool, overrides: list[str]) -> dict[str,
     return out
 
 
+def row_memory(name: str, runs: Path, tiny: bool, extra: list[str]) -> dict:
+    """The row's compiled step memory (and, for BEER2, the same step with two encoders), cached in
+    RUNS/<row>/ablation_memory.json."""
+    cache = runs / name / "ablation_memory.json"
+    if cache.is_file():
+        return json.loads(cache.read_text())
+    _, cfg, flags = ROWS[name]
+    overrides = [f.removeprefix("--config.") for f in flags + extra]
+    overrides.append(f"reader.retriever={runs / 'pipeline' / 'retriever' / 'export'}")
+    out = {"memory": step_memory(cfg, tiny, overrides)}
+    if name == "beer2":  # the same step with two encoders (BEER2's memory claim)
+        out["memory_separate_encoders"] = step_memory(cfg, tiny, [*overrides, "joint.share_encoder=False"])
+    cache.parent.mkdir(parents=True, exist_ok=True)
+    cache.write_text(json.dumps(out, indent=1))
+    return out
+
+
 def load_config(file: str, arg: str | None, overrides: list[str]):
     """`configs/<file>` (`:arg`) with `key=value` overrides typed as their defaults (as `--config.key=value`)."""
     import importlib.util
@@ -137,6 +154,7 @@ def main(argv=None) -> int:
     p.add_argument("--rows", default=",".join(ROWS), help="which rows (comma-separated)")
     p.add_argument("--tiny", action="store_true", help="the configs' :tiny variants (bundled sample)")
     p.add_argument("--no-memory", action="store_true", help="skip the compiled memory analysis")
+    p.add_argument("--memory-only", action="store_true", help="only the rows' compiled step memory (cached)")
     p.add_argument("--json", type=Path)
     args, extra = p.parse_known_args(argv)  # the rest: --config.key=value overrides for every row
     if any(not x.startswith("--config.") for x in extra):
@@ -145,6 +163,10 @@ def main(argv=None) -> int:
     env = environment()
     args.runs.mkdir(parents=True, exist_ok=True)
     names = [r for r in args.rows.split(",") if r]
+    if args.memory_only:
+        for name in names:
+            print(name, json.dumps(row_memory(name, args.runs, args.tiny, args.extra)))
+        return 0
     rows = []
     for name in names:
         timing = train_row(name, args.runs, args.tiny, args.extra)
@@ -155,12 +177,7 @@ def main(argv=None) -> int:
                "step_s": step_time_s(w, config["train"]["batch_size"]), "steps": results["best_step"],
                "dev": results["rows"].get("dev", {}), "tests": test_rows(results)}  # fmt: skip
         if not args.no_memory:
-            _, cfg, flags = ROWS[name]
-            overrides = [f.removeprefix("--config.") for f in flags + args.extra]
-            overrides.append(f"reader.retriever={args.runs / 'pipeline' / 'retriever' / 'export'}")
-            row["memory"] = step_memory(cfg, args.tiny, overrides)
-            if name == "beer2":  # the same step with two encoders (BEER2's memory claim)
-                row["memory_separate_encoders"] = step_memory(cfg, args.tiny, [*overrides, "joint.share_encoder=False"])
+            row.update(row_memory(name, args.runs, args.tiny, args.extra))
         rows.append(row)
     print(format_table(rows))
     if args.json:
