@@ -77,13 +77,13 @@ def step_memory(config_file: str, tiny: bool, overrides: list[str]) -> dict[str,
     import jax
 
     from relik_jax.parallel.mesh import logical_shardings, make_mesh, shard_batch
-    from relik_jax.training.config import validate
+    from relik_jax.training.config import load, validate
     from relik_jax.training.loop import make_train_step
     from relik_jax.training.optim import make_optimizer
     from relik_jax.training.run import make_task, retriever_stage, use_sample_when_no_data
     from relik_jax.training.state import TrainState
 
-    c = load_config(config_file, "tiny" if tiny else None, overrides)
+    c = load(f"{ROOT / 'configs' / config_file}{':tiny' if tiny else ''}", overrides)
     use_sample_when_no_data(c)
     out = {}
     stages = [("step", c)]
@@ -122,25 +122,6 @@ def row_memory(name: str, runs: Path, tiny: bool, extra: list[str]) -> dict:
     cache.parent.mkdir(parents=True, exist_ok=True)
     cache.write_text(json.dumps(out, indent=1))
     return out
-
-
-def load_config(file: str, arg: str | None, overrides: list[str]):
-    """`configs/<file>` (`:arg`) with `key=value` overrides typed as their defaults (as `--config.key=value`)."""
-    import importlib.util
-
-    spec = importlib.util.spec_from_file_location(f"configs_{file[:-3]}", ROOT / "configs" / file)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    c = module.get_config(arg)
-    for item in overrides:
-        key, _, raw = item.partition("=")
-        *parents, leaf = key.split(".")
-        node = c
-        for part in parents:
-            node = node[part]
-        old = node[leaf]
-        node[leaf] = (raw == "True") if isinstance(old, bool) else type(old)(raw)
-    return c
 
 
 def test_rows(results: dict) -> dict[str, dict]:

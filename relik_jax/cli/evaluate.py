@@ -100,11 +100,11 @@ def main(argv: list[str] | None = None) -> int:
         name: el.evaluate_documents(annotate, docs, progress=not args.no_progress, desc=name)
         for name, docs in datasets.items()
     }
+    total = el.micro(counts.values())
     rows = {name: c.metrics() for name, c in counts.items()}
     if len(rows) > 1:
-        rows["micro"] = el.micro(counts.values()).metrics()
+        rows["micro"] = total.metrics()
     print(format_table(rows))
-    total = el.micro(counts.values())
     print(
         f"{total.documents} documents in {total.seconds:.1f} s ({total.documents / max(total.seconds, 1e-9):.2f} docs/s)"
     )

@@ -92,14 +92,19 @@ class ELCounts:
         self.seconds += other.seconds
         return self
 
-    def metrics(self) -> dict[str, float]:
-        """The row: `inkb_{precision,recall,f1}`, `md_{...}`, `recall@k` (when measured), counts."""
+    def ratios(self) -> dict[str, float]:
+        """The shares: `inkb_{precision,recall,f1}`, `md_{...}`, `recall_at_k` (when measured)."""
         out: dict[str, float] = {}
         for name, c in (("inkb", self.inkb), ("md", self.md)):
             out.update({f"{name}_precision": c.precision, f"{name}_recall": c.recall, f"{name}_f1": c.f1})
         if self.recall_total:
             for k in sorted(self.recall_found):
                 out[f"recall_at_{k}"] = self.recall_found[k] / self.recall_total
+        return out
+
+    def metrics(self) -> dict[str, float]:
+        """The row: the shares (`ratios`), the counts, and documents/s when timed."""
+        out = self.ratios()
         out.update(documents=self.documents, gold_inkb=self.inkb.gold, predicted_inkb=self.inkb.predicted)
         if self.seconds:
             out["docs_per_s"] = self.documents / self.seconds

@@ -7,7 +7,9 @@ A config file defines `get_config(arg)` and ends with `return variant(c, arg)`:
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import importlib.util
+from collections.abc import Callable, Sequence
+from pathlib import Path
 
 import jax
 import ml_collections
@@ -193,6 +195,26 @@ def tiny(c: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
 
 
 VARIANTS: dict[str, Callable[[ml_collections.ConfigDict], ml_collections.ConfigDict]] = {"tiny": tiny}
+
+
+def load(path: str | Path, overrides: Sequence[str] = ()) -> ml_collections.ConfigDict:
+    """A config file (`configs/x.py`, or `configs/x.py:tiny` for a variant) with `key=value` overrides
+    (a leading `--config.` is allowed) typed as their defaults, as `--config.key=value` types them:
+    for notebooks, tests and benchmarks that build a config without the command line."""
+    file, _, arg = str(path).partition(":")
+    spec = importlib.util.spec_from_file_location(f"configs_{Path(file).stem}", file)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    c = module.get_config(arg or None)
+    for item in overrides:
+        key, _, raw = item.removeprefix("--config.").partition("=")
+        *parents, leaf = key.split(".")
+        node = c
+        for part in parents:
+            node = node[part]
+        old = node[leaf]
+        node[leaf] = (raw == "True") if isinstance(old, bool) else type(old)(raw)
+    return c
 
 
 def variant(c: ml_collections.ConfigDict, arg: str | None) -> ml_collections.ConfigDict:

@@ -40,10 +40,9 @@ from relik_jax.core.types import NME
 from relik_jax.data.formats import ELDocument
 from relik_jax.encoders.text_encoder import pad_ids
 from relik_jax.inference.relik import Relik
-from relik_jax.inference.settings import Settings
 from relik_jax.reader import programs
 from relik_jax.reader.labels import el_row_labels
-from relik_jax.reader.pipeline import Prepared, ReaderPipeline
+from relik_jax.reader.pipeline import Prepared
 from relik_jax.retriever.dense import DenseRetriever
 from relik_jax.retriever.model import BiEncoder, RetrieverConfig, multi_label_nce_loss
 from relik_jax.retriever.passages import entity_passage, passage_title
@@ -79,6 +78,8 @@ class JointTask(ReaderTask):
                 config.model.encoder = str(Path(source) / "question_encoder")
         super().__init__(config)  # → _retriever() (the joint params, the index), _training_rows()
         self.init_params = self.joint_init
+        # evaluation and the bundle run the span queries (the reader's own spans); `prepare` ignores them
+        self.settings = self.settings.replace(span_queries=j.span_k if j.span_queries else 0, span_merge=j.merge)
         self._steps = j.refresh_every or -(-len(self.rows) // self.batch_size)
 
     # ---- the joint model ---------------------------------------------------------------------
@@ -132,11 +133,9 @@ class JointTask(ReaderTask):
     def reader_params(self, params: Any) -> Any:
         return params["reader"]
 
-    def relik(self, params: Any) -> Relik:
-        j = self.config.joint
-        settings = self.settings.replace(span_queries=j.span_k if j.span_queries else 0, span_merge=j.merge)
-        retriever = self.view_with(params, fresh_index=self.config.joint.train_passages)
-        return Relik(self.pipeline.with_params(params["reader"]), retriever, settings=settings)
+    def retriever_for(self, params: Any, *, fresh_index: bool = False) -> DenseRetriever:
+        """The joint model's retriever: on a fresh index when asked or when the passage tower trains."""
+        return self.view_with(params, fresh_index=fresh_index or self.config.joint.train_passages)
 
     # ---- rows from the current retriever ---------------------------------------------------
 
@@ -296,26 +295,6 @@ class JointTask(ReaderTask):
         if not self.config.joint.share_encoder:
             out["question_encoder"] = {"transformer_model": view["question_encoder"]["encoder"]}
         return out
-
-    # ---- exports ---------------------------------------------------------------------------
-
-    def export(self, params, folder: str | Path, threshold: float | None = None) -> Path:
-        return super().export(params["reader"], folder, threshold)
-
-    def export_bundle(self, params, folder: str | Path, threshold: float | None = None) -> Path:
-        """A bundle whose retriever is the joint model's (the reader's encoder as its question
-        tower, the passage tower, a fresh index) and whose settings turn the span queries on."""
-        data = self.config.data
-        params = jax.device_get(params)
-        reader = ReaderPipeline(
-            self.model, params["reader"], self.tokenizer,
-            window_size=data.window_size, window_stride=data.window_stride, max_length=data.max_length,
-            max_starts=self.config.reader.max_starts, max_entities=self.config.reader.max_entities,
-        )  # fmt: skip
-        retriever = self.view_with(params, fresh_index=True)
-        j = self.config.joint
-        settings: Settings = self.settings.replace(span_queries=j.span_k if j.span_queries else 0, span_merge=j.merge)
-        return Relik(reader, retriever, settings=settings).save_pretrained(folder)
 
 
 def parameter_count(tree: Any) -> int:

@@ -55,13 +55,6 @@ def prf(tp: int, n_pred: int, n_gold: int) -> dict[str, float]:
     return {"precision": p, "recall": r, "f1": 2 * p * r / (p + r) if p + r else 0.0}
 
 
-def ratios(counts: el_eval.ELCounts) -> dict[str, float]:
-    """The metrics of `counts` that are shares (the report prints them in %), without the counts."""
-    return {
-        k: v for k, v in counts.metrics().items() if k not in ("documents", "gold_inkb", "predicted_inkb", "docs_per_s")
-    }
-
-
 def _word_chars(words, span: tuple[int, int]) -> tuple[int, int]:
     return words.starts[span[0]], words.end(span[1] - 1)
 
@@ -163,11 +156,15 @@ class ReaderTask:
         """The reader's params among the trained ones (all of them here)."""
         return params
 
+    def retriever_for(self, params: Any, *, fresh_index: bool = False) -> DenseRetriever | None:
+        """The retriever that goes with `params` (here the task's own: it does not train)."""
+        del params, fresh_index
+        return self.retriever
+
     def relik(self, params: Any) -> Relik:
-        """The full pipeline with `params` (the task's retriever, these reader weights)."""
-        return Relik(
-            self.pipeline.with_params(params), self.retriever, relations=self.relations, settings=self.settings
-        )
+        """The full pipeline with `params` (their retriever, their reader weights)."""
+        reader = self.pipeline.with_params(self.reader_params(params))
+        return Relik(reader, self.retriever_for(params), relations=self.relations, settings=self.settings)
 
     def _kb(self) -> list[str]:
         path = self.config.data.kb or tfds_builders.sample_file(self.config.data.dataset, "kb.tsv")
@@ -320,7 +317,7 @@ class ReaderTask:
             if self.end_to_end:
                 desc = "" if split == self.config.data.eval_split else f"{split} (end to end)"
                 self.counts[split] = counts = self.end_to_end_counts(params, docs, desc)
-                metrics.update(ratios(counts))
+                metrics.update(counts.ratios())
             return metrics
         kw: dict[str, Any] = {"words": [list(d.words) for d in docs]}
         if self.spec.extra_relations and self.retrieved:  # cIE: the retriever's candidates, as in training
@@ -399,7 +396,7 @@ class ReaderTask:
             name = test + (f" (threshold {threshold:g})" if threshold is not None else "")
             out.rows[name] = self.evaluate(params, split=test, threshold=threshold)
         if self.end_to_end and len(tests) > 1:  # micro-averaged over the test sets (counts summed)
-            out.rows["tests (micro)"] = ratios(el_eval.micro(self.counts[t] for t in tests))
+            out.rows["tests (micro)"] = el_eval.micro(self.counts[t] for t in tests).ratios()
         return out
 
     def _split_docs(self, split: str) -> list[Any]:
@@ -417,17 +414,20 @@ class ReaderTask:
         """An inference bundle (`Relik.from_pretrained`): the reader, the relation names and, for EL /
         cIE, the task's retriever with its index over the KB titles (`reader.retriever`)."""
         data = self.config.data
+        params = jax.device_get(params)
         reader = ReaderPipeline(
-            self.model, jax.device_get(params), self.tokenizer,
+            self.model, self.reader_params(params), self.tokenizer,
             window_size=data.window_size, window_stride=data.window_stride, max_length=data.max_length,
             max_starts=self.config.reader.max_starts, max_entities=self.config.reader.max_entities,
             relation_threshold=threshold,
         )  # fmt: skip
-        return Relik(reader, self.retriever, relations=self.relations, settings=self.settings).save_pretrained(folder)
+        retriever = self.retriever_for(params, fresh_index=True)
+        return Relik(reader, retriever, relations=self.relations, settings=self.settings).save_pretrained(folder)
 
     def export(self, params, folder: str | Path, threshold: float | None = None) -> Path:
         """A reader folder (with the official encoder folder where relik 1.0.7 has the architecture)."""
         config = self.model.config if threshold is None else self.model.config.replace(threshold=threshold)
         return save_reader(
-            folder, config, jax.device_get(params), self.tokenizer, with_encoder_folder=self.spec.official
-        )
+            folder, config, jax.device_get(self.reader_params(params)), self.tokenizer,
+            with_encoder_folder=self.spec.official,
+        )  # fmt: skip

@@ -3,7 +3,6 @@ fake devices, several processes or a kill, `python -m relik_jax.train` in subpro
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 import socket
@@ -11,6 +10,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+from relik_jax.training.config import load
 from relik_jax.training.loop import TrainResult
 from relik_jax.training.run import train
 
@@ -21,20 +21,7 @@ EVAL_DOCS = "eval.max_docs=2"  # every test run evaluates on 2 documents
 
 def config(*overrides: str, name: str = TINY):
     """`configs/<name>` with `key=value` overrides, parsed as the command line parses `--config.key=value`."""
-    file, _, arg = name.partition(":")
-    spec = importlib.util.spec_from_file_location(f"configs_{file[:-3]}", ROOT / "configs" / file)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    c = module.get_config(arg or None)
-    for item in (EVAL_DOCS, *overrides):
-        key, _, raw = item.removeprefix("--config.").partition("=")
-        *parents, leaf = key.split(".")
-        node = c
-        for p in parents:
-            node = node[p]
-        old = node[leaf]
-        node[leaf] = (raw == "True") if isinstance(old, bool) else type(old)(raw)
-    return c
+    return load(ROOT / "configs" / name, (EVAL_DOCS, *overrides))
 
 
 def train_here(workdir: Path, *overrides: str, name: str = TINY) -> TrainResult:
