@@ -38,7 +38,15 @@ EXTRAS = {
         "ruff>=0.17",
         "import-linter>=2.17",
         "grimp>=3.20",
+        # the server's tests start it and call it over HTTP
+        "fastapi>=0.165",
+        "uvicorn>=0.54",
+        "httpx>=0.28",
     ],
+    # python -m relik_jax.serve (relik_jax.serving): the ASGI app and its server
+    "serve": ["fastapi>=0.165", "uvicorn>=0.54"],
+    # python -m relik_jax.serve --ray-replicas N: the same app as a Ray Serve deployment
+    "ray": ["fastapi>=0.165", "uvicorn>=0.54", "ray[serve]>=2.60"],
 }
 
 setup(

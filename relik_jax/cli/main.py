@@ -5,7 +5,7 @@ from __future__ import annotations
 import sys
 from collections.abc import Callable
 
-from relik_jax.cli import annotate, convert, encode, evaluate, index, run_main, to_dpr, train
+from relik_jax.cli import annotate, convert, encode, evaluate, index, run_main, serve, to_dpr, train
 
 
 def _argparse(main: Callable[[list[str]], int]) -> Callable[[list[str]], None]:
@@ -19,6 +19,7 @@ COMMANDS: dict[str, tuple[str, Callable[[list[str]], None]]] = {
               lambda argv: train.run(["relik-jax train", *argv])),  # absl flags: its own parsing
     "evaluate": ("end-to-end entity linking scores (GERBIL InKB, MD, recall@k) of a model", _argparse(evaluate.main)),
     "annotate": ("annotate a file of documents with a model (resumable)", _argparse(annotate.main)),
+    "serve": ("an HTTP API over a model, with dynamic batching (the `serve` extra)", _argparse(serve.main)),
     "index": ("build or extend a retriever's passage index", _argparse(index.main)),
     "convert": ("official relik checkpoints <-> relik_jax folders", _argparse(convert.main)),
     "encode": ("embed texts with an encoder", _argparse(encode.main)),

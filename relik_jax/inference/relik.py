@@ -181,6 +181,39 @@ class Relik:
             raise DataError("give candidates for every document of a stream or for none")
         return self._prepare(docs, cands, None, s)
 
+    def retrieve(self, queries: Sequence[str], k: int | None = None) -> list[list[Hit]]:
+        """The retriever's top-`k` (default: the `top_k` setting) passages for each query; an empty
+        query gets none."""
+        if self.retriever is None:
+            raise ConfigError("this model has no retriever")
+        k = self.settings.top_k if k is None else k
+        if k < 1:
+            raise ConfigError(f"k must be >= 1, got {k}")
+        hits: list[list[Hit]] = [[] for _ in queries]
+        asked = [i for i, q in enumerate(queries) if q.strip()]
+        for i, h in zip(asked, self._retrieve([queries[i] for i in asked], k)):
+            hits[i] = h
+        return hits
+
+    def warmup(self) -> dict[str, int]:
+        """Compiles, before the first call, every program a call with this model's settings runs:
+        the reader's on all its buckets (relation scores for the stored relation names), the query
+        encoder's and the index search for `top_k`; then annotates a short text once (spaCy,
+        tokenizers). Returns the programs run per part. Settings other than the model's may still
+        compile on first use (another `top_k`: the search; other relation lists: relation scores)."""
+        counts: dict[str, int] = {}
+        if self.reader is not None:
+            counts["reader"] = self.reader.warmup(relation_counts=[len(self.relations)] if self.relations else ())
+        if self.retriever is not None:
+            index = self.retriever.index
+            counts["retriever"] = self.retriever.warmup(min(self.settings.top_k, len(index)) if index else None)
+        text = "Warm-up: Marie Curie was born in Warsaw."
+        if self.reader is None or self.retriever is not None or self.relations:
+            self(text)
+        else:
+            self(text, ["Warsaw"])
+        return counts
+
     # ---- stages --------------------------------------------------------------------------
 
     def _prepare(self, docs, candidates, relations, s: Settings, retrieve_k: int | None = None) -> list[Prepared]:

@@ -10,6 +10,7 @@ import collections
 import copy
 import dataclasses
 import functools
+import itertools
 import logging
 from collections.abc import Sequence
 from pathlib import Path
@@ -115,24 +116,54 @@ class ReaderPipeline:
         """Static end-head extents used with rows of padded `length` (see `programs.predict_spans`)."""
         return capped_buckets(TEXT_BUCKETS, length)
 
-    def warmup(self) -> int:
-        """Compiles the span programs for every (length, text extent, columns) bucket; returns how many.
-        (The small relation programs compile on first use.)"""
-        n = 0
-        for length in self.length_buckets:
-            for cols in self.column_buckets:
-                batch = {
-                    "input_ids": np.zeros((self.batch_size, length), np.int32),
-                    "attention_mask": np.zeros((self.batch_size, length), np.int32),
-                    "token_type_ids": np.zeros((self.batch_size, length), np.int32),
-                    "prediction_mask": np.ones((self.batch_size, length), np.int32),
-                    "symbol_pos": np.zeros((self.batch_size, cols), np.int32),
-                    "symbol_valid": np.zeros((self.batch_size, cols), bool),
-                }
-                for text_length in self.text_buckets(length):
-                    jax.block_until_ready(self._predict(self.params, batch, text_length=text_length))
-                    n += 1
+    def warmup(self, relation_counts: Sequence[int] = ()) -> int:
+        """Compiles (ahead of time, running nothing) the programs annotation runs, so that no call
+        compiles later; returns how many.
+
+        Span programs: every (length, columns, text extent) bucket. Relation models (RE, cIE) also
+        get the relation vectors of every (length, columns) bucket and the relation scores of every
+        entity bucket for each count in `relation_counts` (the relation lists calls will read, e.g.
+        the model's stored names); other counts compile on first use."""
+        n, b = 0, self.batch_size
+        relations = self.model.config.relations
+        vecs = None
+        # cIE rows carry their relation columns apart from the entity ones: the stored count's bucket
+        rcols = sorted({bucket(c, self.column_buckets) for c in relation_counts if c > 0})
+        for length, cols, rc in itertools.product(
+            self.length_buckets, self.column_buckets, rcols if self.spec.extra_relations else [None]
+        ):
+            batch = {k: _shape((b, length), np.int32) for k in ("input_ids", "attention_mask", "token_type_ids",
+                                                                "prediction_mask")}  # fmt: skip
+            batch |= {"symbol_pos": _shape((b, cols), np.int32), "symbol_valid": _shape((b, cols), bool)}
+            if rc is not None:
+                batch |= {"relation_pos": _shape((b, rc), np.int32), "relation_valid": _shape((b, rc), bool)}
+            for text_length in self.text_buckets(length):
+                lowered = self._predict.lower(self.params, batch, text_length=text_length)
+                lowered.compile()
+                n += 1
+            if relations:
+                out = lowered.out_info
+                rel_pos, _ = relation_columns(self.model.config, batch)
+                lowered = self._vectors.lower(self.params, out["features"], out["ent_start"], out["ent_end"], rel_pos)
+                lowered.compile()
+                vecs = lowered.out_info
+                n += 1
+        if vecs is not None:
+            ent, rel = vecs[0], vecs[2]
+            for r in sorted({bucket(c, FINE_BUCKETS) for c in relation_counts if c > 0}):
+                for e in (x for x in FINE_BUCKETS if x <= bucket(self.max_entities, FINE_BUCKETS)):
+                    for rows in power_of_two_buckets(self._relation_batch(e, r)):
+                        subj = _shape((rows, e, ent.shape[-1]), ent.dtype)
+                        args = (subj, subj, _shape((rows, r, rel.shape[-1]), rel.dtype), _shape((rows, e), bool),
+                                _shape((rows, r), bool), _shape((), np.float32))  # fmt: skip
+                        self._relations.lower(self.params, *args).compile()
+                        n += 1
         return n
+
+    def _relation_batch(self, e: int, r: int) -> int:
+        """Rows per relation batch of `e` entities and `r` relations (a power of two: few variants)."""
+        limit = max(1, min(self.batch_size, CELL_BUDGET // (e * e * r)))
+        return 1 << (limit.bit_length() - 1)
 
     def _vectors_impl(self, params, feats, ent_start, ent_end, pos):
         return self.model.apply({"params": params}, feats, ent_start, ent_end, pos, method=Reader.relation_vectors)
@@ -232,8 +263,7 @@ class ReaderPipeline:
                 continue
             groups[(bucket(n_ent, FINE_BUCKETS), bucket(n_rel, FINE_BUCKETS))].append(i)
         for (e, r), members in sorted(groups.items()):
-            limit = max(1, min(self.batch_size, CELL_BUDGET // (e * e * r)))
-            limit = 1 << (limit.bit_length() - 1)  # a power of two: few row-count variants
+            limit = self._relation_batch(e, r)
             for s in range(0, len(members), limit):
                 chunk = members[s : s + limit]
                 b = bucket(len(chunk), power_of_two_buckets(limit))
@@ -340,6 +370,10 @@ class ReaderPipeline:
             return RelikOutput(doc.text, spans, [], candidates, window_outputs, words, starts)
         spans, triplets = decode.finalize_re(doc.text, re_spans, re_triplets)
         return RelikOutput(doc.text, spans, triplets, candidates, window_outputs, words, starts)
+
+
+def _shape(shape: tuple[int, ...], dtype: Any) -> jax.ShapeDtypeStruct:
+    return jax.ShapeDtypeStruct(shape, dtype)
 
 
 @dataclasses.dataclass

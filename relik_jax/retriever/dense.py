@@ -204,10 +204,25 @@ class DenseRetriever:
             idx = order[s : s + self.batch_size]
             batch = self.tokenize([texts[i] for i in idx], max_length)
             vec = self._embed[kind](self.params, batch["input_ids"], batch["attention_mask"])
-            out[idx] = np.asarray(vec[: len(idx)], np.float32)
+            out[idx] = np.asarray(vec, np.float32)[: len(idx)]  # sliced on the host: no program per size
         if self._truncated:
             log.warning("%d %s(s) longer than %d tokens were truncated", self._truncated, kind, max_length)
         return out
+
+    def warmup(self, k: int | None = None) -> int:
+        """Compiles the query encoder for every (rows, length) bucket up to `question_max_length`,
+        and the index search for `k` (when there is an index); returns how many programs ran."""
+        n = 0
+        lengths = capped_buckets(self.length_buckets, self.question_max_length)
+        for rows in power_of_two_buckets(self.batch_size):
+            for length in lengths:
+                ids = jax.ShapeDtypeStruct((rows, length), np.int32)
+                self._embed["question"].lower(self.params, ids, ids).compile()  # ahead of time: runs nothing
+                n += 1
+        if k is not None and self.index is not None:
+            self.index.search(np.zeros((1, self.index.dim), np.float32), k)
+            n += 1
+        return n
 
     def embed_questions(self, texts: Sequence[str], *, progress: bool = False) -> np.ndarray:
         return self._embed_texts(texts, "question", progress)
@@ -294,7 +309,7 @@ class DenseRetriever:
             w, v = self._embed_spans(
                 self.params, ids["input_ids"], ids["attention_mask"], arr["span_start"], arr["span_end"]
             )
-            windows[s : s + len(part)] = np.asarray(w[: len(part)], np.float32)
+            windows[s : s + len(part)] = np.asarray(w, np.float32)[: len(part)]
             v = np.asarray(v, np.float32)
             for j in range(len(part)):
                 out[s + j] = v[j][arr["span_valid"][j]]
