@@ -9,7 +9,7 @@ bundle, the documents of `el_docs.jsonl` sent without candidates (the retriever 
 window). Settings as in benchmarks/vs_official.py (windows of 32 words, stride 16, reader batch 8 RE /
 4 EL).
 
-For each task and mode — batching on (`--max-wait-ms 5 --max-batch-docs 32`) and off
+For each task and mode — batching on (`--max-wait-ms 100 --max-batch-docs 32`) and off
 (`--max-wait-ms 0`: each request read alone) — one server process; closed-loop clients (each sends
 its next request when the last is answered; one document per request) at each concurrency level
 share the documents. An untimed pass first compiles what the warm-up could not know (the relation
@@ -126,7 +126,7 @@ def main(argv=None) -> int:
     p.add_argument("--el-docs", type=int, default=14)
     p.add_argument("--re-clients", default="1,8,32")
     p.add_argument("--el-clients", default="1,8")
-    p.add_argument("--max-wait-ms", default="5")
+    p.add_argument("--max-wait-ms", default="100")
     p.add_argument("--max-batch-docs", default="32")
     p.add_argument("--memory-requests", type=int, default=5000)
     p.add_argument("--compilation-cache", default="~/.cache/relik_jax/xla")

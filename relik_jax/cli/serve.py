@@ -1,14 +1,15 @@
 """`relik-jax serve MODEL` (also `python -m relik_jax.serve`): an HTTP API over one model, with dynamic batching.
 
     python -m relik_jax.serve runs/rebel                                   # http://127.0.0.1:8000/docs
-    python -m relik_jax.serve BUNDLE --port 9000 --dtype bfloat16 --max-batch-docs 32 --max-wait-ms 5
+    python -m relik_jax.serve BUNDLE --port 9000 --dtype bfloat16 --max-batch-docs 32 --max-wait-ms 100
     python -m relik_jax.serve BUNDLE --ray-replicas 2                       # Ray Serve, 2 replicas
 
 MODEL: anything `Relik.from_pretrained` loads (bundle, training workdir, reader or retriever folder,
 official ReLiK folder). Endpoints (relik_jax.serving.app): POST /annotate, POST /retrieve, GET
 /health, GET /ready (200 once every bucket is compiled), GET /info, docs at /docs. Concurrent
-requests are gathered for up to --max-wait-ms or --max-batch-docs documents and read in one model
-call (--max-wait-ms 0: each request alone). SIGTERM / Ctrl-C: requests in flight finish first.
+requests are gathered (for at most --max-wait-ms, at most --max-batch-docs documents, as many as the
+batcher expects: relik_jax.inference.batching) and read in one model call (--max-wait-ms 0: each
+request alone). SIGTERM / Ctrl-C: requests in flight finish first.
 Compiled programs are cached in --compilation-cache, so a restart is ready sooner.
 """
 
@@ -37,7 +38,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--port", type=int, default=8000)
     p.add_argument("--dtype", choices=("float32", "bfloat16"), default="float32")
     p.add_argument("--max-batch-docs", type=int, default=32, help="documents gathered into one model call")
-    p.add_argument("--max-wait-ms", type=float, default=5.0, help="how long a request waits for others (0: off)")
+    p.add_argument("--max-wait-ms", type=float, default=100.0, help="the longest a request waits for others (0: off)")
     p.add_argument("--max-text-chars", type=int, default=100_000, help="longer texts are refused (413)")
     p.add_argument("--max-texts", type=int, default=1_000, help="texts per request; more are refused (413)")
     p.add_argument("--batch-size", type=int, default=None, help="reader rows per forward batch")

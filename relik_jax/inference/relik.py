@@ -106,15 +106,23 @@ class Relik:
     def prepare(
         self,
         texts: Sequence[str] | None = None,
+        candidates: Sequence[str] | Sequence[Sequence[str]] | None = None,
         *,
         words: Sequence[Any] | None = None,
+        relations: Sequence[str] | Sequence[Sequence[str]] | None = None,
         retrieve_k: int | None = None,
         **settings: Any,
     ) -> list[Prepared]:
-        """The windows of each document and their retrieved candidates, before the reader (e.g. the
-        reader's training rows from the retriever's candidates: `ReaderPipeline.rows`)."""
+        """The first half of a call: the windows of each document and their candidates (given, or
+        retrieved), before the reader; `read` is the second half (e.g. the reader's training rows from
+        the retriever's candidates: `ReaderPipeline.rows`; a server preparing the next batch while
+        the reader reads this one)."""
         _, docs = documents(texts, words)
-        return self._prepare(docs, None, None, self.settings.replace(**settings), retrieve_k)
+        return self._prepare(docs, candidates, relations, self.settings.replace(**settings), retrieve_k)
+
+    def read(self, prepared: list[Prepared], **settings: Any) -> list[RelikOutput]:
+        """The second half of a call: the reader over `prepare`d documents (give the same settings)."""
+        return self._finish(prepared, self.settings.replace(**settings))
 
     def stream(
         self,

@@ -51,7 +51,7 @@ class ServeOptions:
     """How the server batches and what it accepts."""
 
     max_batch_docs: int = 32  # documents gathered into one model call
-    max_wait_ms: float = 5.0  # how long the oldest request waits for others (0: no gathering)
+    max_wait_ms: float = 100.0  # the longest the oldest request waits for others (0: no gathering)
     max_text_chars: int = 100_000  # longer texts get 413
     max_texts: int = 1_000  # texts (or queries) in one request; more get 413
     warmup: bool = True  # compile every bucket before /ready (False: compile on first use)

@@ -13,20 +13,27 @@ from relik_jax.inference.batching import Batcher, Job
 
 
 class Recorder:
-    """Stands in for `Relik`: returns each text upper-cased, records every call; `gate` holds calls."""
+    """Stands in for `Relik`: `prepare` (held by `gate`) keeps the texts, `read` upper-cases them and
+    records every read; "bad" fails in prepare, "boom" in read."""
 
-    def __init__(self):
+    def __init__(self, seconds_per_read: float = 0.0):
         self.calls: list[tuple[list[str], object, dict]] = []
         self.gate = threading.Event()
         self.gate.set()
+        self.seconds_per_read = seconds_per_read
 
-    def __call__(self, texts, candidates=None, **settings):
+    def prepare(self, texts, candidates=None, **settings):
         self.gate.wait(10)
-        self.calls.append((list(texts), candidates, settings))
-        if any("boom" in t for t in texts):
-            raise RuntimeError("boom")
         if any("bad" in t for t in texts):
             raise DataError("bad text")
+        return [(t, candidates) for t in texts]
+
+    def read(self, prepared, **settings):
+        texts = [t for t, _ in prepared]
+        time.sleep(self.seconds_per_read)
+        self.calls.append((texts, prepared[0][1], settings))
+        if any("boom" in t for t in texts):
+            raise RuntimeError("boom")
         return [t.upper() for t in texts]
 
     def retrieve(self, queries, k):
@@ -123,4 +130,25 @@ def test_many_threads_get_their_own_answers():
         got = list(pool.map(lambda i: batcher.submit(Job([f"d{i}", f"e{i}"])).result(10), range(200)))
     assert got == [[f"D{i}", f"E{i}"] for i in range(200)]
     assert batcher.stats.calls < 200 and batcher.stats.documents == 400
+    batcher.close()
+
+
+def test_a_lone_client_never_waits_for_others():
+    model = Recorder(seconds_per_read=0.1)  # a call takes time, as a model's does
+    batcher = Batcher(model, max_batch_docs=32, max_wait_ms=3000)
+    for i in range(4):  # one client: each request sent after the last answer
+        t0 = time.perf_counter()
+        assert batcher.submit(Job([f"t{i}"])).result(10) == [f"T{i}"]
+        assert time.perf_counter() - t0 < 1.0, "a lone request waited for others that never come"
+    # six clients, each sending its next request when the last is answered, are read together
+    calls_before = len(model.calls)
+
+    def client(c: int) -> list:
+        return [batcher.submit(Job([f"c{c}-{i}"])).result(10) for i in range(5)]
+
+    with concurrent.futures.ThreadPoolExecutor(6) as pool:
+        got = list(pool.map(client, range(6)))
+    assert got == [[[f"C{c}-{i}"] for i in range(5)] for c in range(6)]
+    sizes = [len(c[0]) for c in model.calls[calls_before:]]
+    assert sum(sizes) == 30 and sizes[1:] == [6] * 4 + [5], sizes  # after the first call: all six together
     batcher.close()
