@@ -12,8 +12,8 @@ their next request) — and annotates the jobs that share their settings in one 
 (`prepare` then `read`): the reader pools the rows of all their documents into its static-shape
 batches, so a full batch costs about what one long request costs. Each job's outputs go back
 through its future. A lone client never waits; 32 clients are read together instead of in parts
-cut by when their requests happened to arrive (measured: 29 documents per call instead of 12–21
-with a fixed wait, benchmarks/serve.py). `max_wait_ms=0` turns gathering off: every job is read alone.
+cut by when their requests happened to arrive (measured on the RE load of benchmarks/serve.py at 32
+clients: 29 documents per call, against 21 / 27 with a fixed 50 / 100 ms wait). `max_wait_ms=0` turns gathering off: every job is read alone.
 
 A call that raises is retried job by job, so one bad document fails its own request only.
 """
