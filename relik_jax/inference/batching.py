@@ -8,8 +8,7 @@
 One worker thread owns the model. It takes the oldest job, then gathers more — for at most
 `max_wait_ms`, at most `max_batch_docs` documents, and only as many jobs as it expects: those
 queued while the last call ran plus one per job that call answered (their clients are about to send
-their next request) — and annotates the jobs that share their settings in one `Relik` call
-(`prepare` then `read`): the reader pools the rows of all their documents into its static-shape
+their next request) — and annotates the jobs that share their settings in one `Relik` call: the reader pools the rows of all their documents into its static-shape
 batches, so a full batch costs about what one long request costs. Each job's outputs go back
 through its future. A lone client never waits; 32 clients are read together instead of in parts
 cut by when their requests happened to arrive (measured on the RE load of benchmarks/serve.py at 32
@@ -184,8 +183,7 @@ class Batcher:
             candidates = None
             if jobs[0].candidates is not None:
                 candidates = [list(c) for job in jobs for c in job.candidates]
-            settings = jobs[0].settings
-            hits = self.relik.read(self.relik.prepare(texts, candidates, **settings), **settings)
+            hits = self.relik(texts, candidates, **jobs[0].settings)
         out, start = [], 0
         for job in jobs:
             out.append(hits[start : start + len(job.texts)])

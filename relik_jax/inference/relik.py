@@ -106,23 +106,15 @@ class Relik:
     def prepare(
         self,
         texts: Sequence[str] | None = None,
-        candidates: Sequence[str] | Sequence[Sequence[str]] | None = None,
         *,
         words: Sequence[Any] | None = None,
-        relations: Sequence[str] | Sequence[Sequence[str]] | None = None,
         retrieve_k: int | None = None,
         **settings: Any,
     ) -> list[Prepared]:
-        """The first half of a call: the windows of each document and their candidates (given, or
-        retrieved), before the reader; `read` is the second half (e.g. the reader's training rows from
-        the retriever's candidates: `ReaderPipeline.rows`; a server preparing the next batch while
-        the reader reads this one)."""
+        """The windows of each document and their retrieved candidates, before the reader (e.g. the
+        reader's training rows from the retriever's candidates: `ReaderPipeline.rows`)."""
         _, docs = documents(texts, words)
-        return self._prepare(docs, candidates, relations, self.settings.replace(**settings), retrieve_k)
-
-    def read(self, prepared: list[Prepared], **settings: Any) -> list[RelikOutput]:
-        """The second half of a call: the reader over `prepare`d documents (give the same settings)."""
-        return self._finish(prepared, self.settings.replace(**settings))
+        return self._prepare(docs, None, None, self.settings.replace(**settings), retrieve_k)
 
     def stream(
         self,
@@ -246,11 +238,7 @@ class Relik:
                     "no retriever is loaded: pass candidates=[...] (one list for all texts or one per text)"
                 )
             # a window of whitespace only retrieves nothing (its reader row has no candidate)
-            queries = [w.text for ws in windows for w in ws]
-            asked = [i for i, q in enumerate(queries) if q.strip()]
-            retrieved = [[] for _ in queries]
-            for i, hits in zip(asked, self._retrieve([queries[i] for i in asked], max(s.top_k, retrieve_k or 0))):
-                retrieved[i] = hits
+            retrieved = self.retrieve([w.text for ws in windows for w in ws], max(s.top_k, retrieve_k or 0))
             per_window, k = [], 0
             for ws in windows:
                 hits = retrieved[k : k + len(ws)]

@@ -13,8 +13,8 @@ from relik_jax.inference.batching import Batcher, Job
 
 
 class Recorder:
-    """Stands in for `Relik`: `prepare` (held by `gate`) keeps the texts, `read` upper-cases them and
-    records every read; "bad" fails in prepare, "boom" in read."""
+    """Stands in for `Relik`: a call (held by `gate`) upper-cases the texts and is recorded; "bad"
+    fails before the record (a data error), "boom" after it (a model error)."""
 
     def __init__(self, seconds_per_read: float = 0.0):
         self.calls: list[tuple[list[str], object, dict]] = []
@@ -22,16 +22,12 @@ class Recorder:
         self.gate.set()
         self.seconds_per_read = seconds_per_read
 
-    def prepare(self, texts, candidates=None, **settings):
+    def __call__(self, texts, candidates=None, **settings):
         self.gate.wait(10)
         if any("bad" in t for t in texts):
             raise DataError("bad text")
-        return [(t, candidates) for t in texts]
-
-    def read(self, prepared, **settings):
-        texts = [t for t, _ in prepared]
         time.sleep(self.seconds_per_read)
-        self.calls.append((texts, prepared[0][1], settings))
+        self.calls.append((list(texts), candidates, settings))
         if any("boom" in t for t in texts):
             raise RuntimeError("boom")
         return [t.upper() for t in texts]

@@ -10,19 +10,19 @@ from relik_jax.cli import run_main
 from relik_jax.cli.serve import main
 from relik_jax.inference.relik import Relik
 
-_read = Relik.read
+_call = Relik.__call__
 
 
-def faulty_read(self, prepared, **settings):
-    texts = [p.text for p in prepared]
-    if any("<<boom>>" in t for t in texts):
+def faulty_call(self, texts=None, *args, **kwargs):
+    batch = [texts] if isinstance(texts, str) else list(texts or [])
+    if any("<<boom>>" in t for t in batch):
         raise RuntimeError("injected model failure")
-    if any("<<slow>>" in t for t in texts):
+    if any("<<slow>>" in t for t in batch):
         time.sleep(3.0)
-    return _read(self, prepared, **settings)
+    return _call(self, texts, *args, **kwargs)
 
 
 if __name__ == "__main__":
-    Relik.read = faulty_read
+    Relik.__call__ = faulty_call
     sys.argv[0] = "fault_server"
     run_main(main)
