@@ -5,7 +5,9 @@ training-speed benchmark's dumped batches). Official label conventions (relik 1.
 - `start_labels [B, L]`: -100 ignored, 0, or > 0 at a gold start (EL: the gold column);
 - `end_labels [B, S_b, L]`: one row per gold start (rows of -100 pad the batch), values > 0 at
   the start's gold ends (EL: the gold column), -100 ignored;
-- RE `relation_labels [B, E, E, R]`: 0/1, -100 on padding.
+- RE `relation_labels [B, E, E, R]`: 0/1, -100 on padding;
+- typed (`special_symbols_mask_entities` marks the span-candidate symbols, `special_symbols_mask`
+  the relation ones): `disambiguation_labels [B, E, n_T + n_R]`, 1 in the gold candidate's column.
 """
 
 from __future__ import annotations
@@ -42,7 +44,12 @@ def from_official(
 ) -> dict[str, np.ndarray]:
     """Inputs + labels of an official batch in the layout `reader_losses` / `predict_spans` read."""
     out = {k: np.asarray(batch[k]) for k in ("input_ids", "attention_mask", "token_type_ids", "prediction_mask")}
-    out["symbol_pos"], out["symbol_valid"] = symbol_positions(np.asarray(batch["special_symbols_mask"], bool))
+    spec = get_spec(task)
+    if spec.typed:
+        out["symbol_pos"], out["symbol_valid"] = symbol_positions(np.asarray(batch["special_symbols_mask_entities"], bool))
+        out["relation_pos"], out["relation_valid"] = symbol_positions(np.asarray(batch["special_symbols_mask"], bool))
+    else:
+        out["symbol_pos"], out["symbol_valid"] = symbol_positions(np.asarray(batch["special_symbols_mask"], bool))
     if "start_labels" not in batch:
         return out
     start_labels = np.asarray(batch["start_labels"])
@@ -67,7 +74,7 @@ def from_official(
     out["gold_ent_start"] = _pad([[s for s, _ in e] for e in ents], e_cap, 0)
     out["gold_ent_end"] = _pad([[t for _, t in e] for e in ents], e_cap, 0)
     out["gold_ent_valid"] = np.arange(e_cap)[None, :] < np.array([len(e) for e in ents])[:, None]
-    if not get_spec(task).binary_end:
+    if not spec.binary_end:
         out["gold_end_target"] = _pad(first_ends, s_cap, 0)
         out["gold_ent_label"] = _pad(ent_labels, e_cap, 0)
     else:
@@ -77,9 +84,17 @@ def from_official(
                 labels[r, i] = row
         out["end_labels"] = labels
         rel = np.asarray(batch["relation_labels"])
-        n_rel = out["symbol_pos"].shape[1]
+        n_rel = out["relation_pos" if spec.extra_relations else "symbol_pos"].shape[1]
         padded = np.full((b, e_cap, e_cap, n_rel), IGNORE, np.int64)
         e = min(e_cap, rel.shape[1])
         padded[:, :e, :e, : rel.shape[3]] = rel[:, :e, :e]
         out["relation_labels"] = padded
+    if spec.typed:  # the gold column of each entity, -1 where its label is not among the candidates
+        n_t = out["symbol_pos"].shape[1]
+        dis = np.asarray(batch["disambiguation_labels"])[:, :, :n_t]
+        labels = np.full((b, e_cap), -1, np.int32)
+        e = min(e_cap, dis.shape[1])
+        hit = (dis[:, :e] > 0).any(-1)
+        labels[:, :e] = np.where(hit, np.argmax(dis[:, :e] > 0, axis=-1), -1)
+        out["gold_ent_label"] = labels
     return out

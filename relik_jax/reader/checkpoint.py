@@ -58,14 +58,23 @@ def reader_config_from_official(
     folder: Path, hf: dict[str, Any], state: dict[str, np.ndarray], encoder_config: dict | None
 ) -> ReaderConfig:
     arch = (hf.get("architectures") or [None])[0]
-    spec = spec_of_architecture(arch)
+    n_types = int(hf.get("additional_special_symbols_types") or 0)
+    typed = bool(hf.get("entity_type_loss")) and arch == "RelikReaderREModel"
+    spec = spec_of_architecture(arch, typed)
     if spec is None:
         raise CheckpointError(
             f"{folder} is not a relik reader folder: architectures={hf.get('architectures')!r} "
-            f"(expected one of {sorted(s.architecture for s in SPECS.values())})"
+            f"(expected one of {sorted({s.architecture for s in SPECS.values()})})"
         )
-    if hf.get("entity_type_loss") or hf.get("additional_special_symbols_types"):
-        raise CheckpointError("readers with entity-type symbols (cIE with typed entities) are not supported yet")
+    if n_types and not typed:
+        raise CheckpointError(
+            f"{folder}: {n_types} span-candidate symbols but no entity_type_loss: relik 1.0.7 writes those "
+            "candidates into the input and never scores them; relik_jax does not support such readers"
+        )
+    if typed and n_types < 1:
+        raise CheckpointError(f"{folder}: entity_type_loss without additional_special_symbols_types")
+    if hf.get("relation_disambiguation_loss"):
+        raise CheckpointError(f"{folder}: relation_disambiguation_loss readers are not supported")
     enc = encoder_config or (hf.get("relik_jax") or {}).get("encoder")
     if enc is None:
         name = str(hf.get("transformer_model", ""))
@@ -90,6 +99,9 @@ def reader_config_from_official(
         threshold=float(hf.get("threshold") or 0.5),
         additional_special_symbols=int(hf.get("additional_special_symbols", 101)),
         encoder_has_pooler=ENCODER_PREFIX + "pooler.dense.weight" in state,
+        additional_special_symbols_types=n_types if typed else 0,
+        add_entity_embedding=hf.get("add_entity_embedding") is not False,  # relik: null → true with the type loss
+        use_nme=bool((hf.get("relik_jax") or {}).get("use_nme", False)),  # official folders: relik's default
     )
 
 
@@ -121,19 +133,20 @@ def official_config(config: ReaderConfig, transformer_model: str) -> dict[str, A
         "architectures": [spec.architecture],
         "transformer_model": transformer_model,
         "additional_special_symbols": config.additional_special_symbols,
-        "additional_special_symbols_types": 0,
+        "additional_special_symbols_types": config.additional_special_symbols_types,
         "activation": config.activation,
         "linears_hidden_size": config.linears_hidden_size,
         "use_last_k_layers": config.use_last_k_layers,
         "binary_end_logits": False if spec.binary_end else config.binary_end_logits,
-        "entity_type_loss": None if spec.binary_end else False,
-        "add_entity_embedding": None,
+        "entity_type_loss": True if spec.typed else (None if spec.binary_end else False),
+        "add_entity_embedding": config.add_entity_embedding if spec.typed else None,
         "num_layers": None,
         "threshold": config.threshold,
         "training": False,
         "default_reader_class": None,
         "torch_dtype": "float32",
-        "relik_jax": {"task": config.task, "encoder": config.encoder.to_hf()},
+        "relik_jax": {"task": config.task, "encoder": config.encoder.to_hf()}
+        | ({"use_nme": config.use_nme} if spec.typed else {}),
     }
 
 
@@ -155,7 +168,7 @@ def save_reader(
     transformer_model = "encoder"
     if with_encoder_folder:
         enc_params = jax.tree.map(np.asarray, params["transformer_model"])
-        base_vocab = config.encoder.vocab_size - config.additional_special_symbols
+        base_vocab = config.base_vocab_size
         table = enc_params["embeddings"]["word_embeddings"]["embedding"]
         enc_params["embeddings"]["word_embeddings"]["embedding"] = table[:base_vocab]
         save_encoder(folder / "encoder", config.encoder.replace(vocab_size=base_vocab), enc_params)

@@ -6,7 +6,10 @@
 - RE: span boundaries snap outwards to whole words; piece-level entities that snap to the same
   words become one span; triplet confidence is the relation probability rounded to 2 decimals
   in float32 (the official value).
-- Windows merge by union of `(start, end, label)` (EL) and of triplets (RE), sorted by start.
+- typed: spans word-aligned as RE, labelled with their best span candidate (kept when it is
+  `--NME--`); rows of one window (split candidate lists) keep the label of highest probability;
+  triplets carry their window's labels.
+- Windows merge by union of `(start, end, label)` (EL, typed) and of triplets (RE, typed), sorted by start.
 """
 
 from __future__ import annotations
@@ -20,8 +23,11 @@ from relik_jax.reader.inputs import Row
 
 
 def column_label(row: Row, col: int) -> str:
-    """The candidate of a link column; column 0 (`[CLS]`, chosen only with official decisions) maps
-    to the row's last candidate, as relik 1.0.7 maps it."""
+    """The candidate of a link column. EL rows: column 0 (`[CLS]`, chosen only with official
+    decisions) maps to the row's last candidate, as relik 1.0.7 maps it; typed rows have no `[CLS]`
+    column (their column 0 is the first candidate read)."""
+    if row.columns and row.columns[0] is not None:
+        return row.columns[col]
     return row.columns[col] if col >= 1 else row.columns[-1]
 
 
@@ -113,6 +119,51 @@ def finalize_re(
 
     def span(c: CharSpan) -> Span:
         return Span(c[0], c[1], spans.get(c, NME), text[c[0] : c[1]])
+
+    ordered = sorted(triplets, key=lambda t: (t[0], t[2], t[1], t[3]))
+    return [span(c) for c in sorted(spans)], [Triplet(span(a), r, span(b), conf) for a, r, b, conf in ordered]
+
+
+TypedSpan = tuple[int, int, str]
+
+
+def typed_window(
+    rows: Sequence[tuple[Row, Mapping[str, np.ndarray], Mapping[str, np.ndarray]]],
+) -> tuple[set[TypedSpan], set[tuple[TypedSpan, str, TypedSpan, float]]]:
+    """typed: the spans `(start, end, label)` and triplets of one window from its rows' outputs."""
+    best: dict[CharSpan, tuple[str, float]] = {}
+    per_row = []
+    for row, out, rel in rows:
+        chars_of = word_chars(row)
+        ents = []
+        for k in np.nonzero(out["ent_valid"][0])[0]:
+            ws = row.piece_words[int(out["ent_start"][0, k]) - 1]
+            we = row.piece_words[int(out["ent_end"][0, k]) - 1]
+            span = (chars_of[ws][0], chars_of[we][1])
+            col = int(out["link_column"][0, k])
+            prob = float(out["link_probs"][0, k, col])
+            ents.append(span)
+            if span not in best or prob > best[span][1]:
+                best[span] = (row.columns[col], prob)
+        per_row.append((row, ents, rel))
+    label = {span: lab for span, (lab, _) in best.items()}
+    triplets = set()
+    for row, ents, rel in per_row:
+        n = len(ents)
+        for a, b, r in np.argwhere(rel["relation_pred"][0, :n, :n, : len(row.relations)]):
+            conf = float(np.float32(rel["relation_probs"][0, a, b, r]).round(2))
+            sa, sb = ents[a], ents[b]
+            triplets.add(((*sa, label[sa]), row.relations[r], (*sb, label[sb]), conf))
+    return {(s, e, lab) for (s, e), lab in label.items()}, triplets
+
+
+def finalize_typed(
+    text: str, spans: set[TypedSpan], triplets: set[tuple[TypedSpan, str, TypedSpan, float]]
+) -> tuple[list[Span], list[Triplet]]:
+    """typed document spans (the union of the windows' `(start, end, label)`) and triplets, sorted."""
+
+    def span(c: TypedSpan) -> Span:
+        return Span(c[0], c[1], c[2], text[c[0] : c[1]])
 
     ordered = sorted(triplets, key=lambda t: (t[0], t[2], t[1], t[3]))
     return [span(c) for c in sorted(spans)], [Triplet(span(a), r, span(b), conf) for a, r, b, conf in ordered]

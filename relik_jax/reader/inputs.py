@@ -1,6 +1,7 @@
 """Reader rows: a window's pieces + candidate symbols, in the official layout, and static batches.
 
-EL: `[CLS] text [SEP] --NME-- [E-k] cand_k … [SEP]`; RE: `[CLS] text [SEP] [R-0] rel_0 … [SEP]`.
+EL: `[CLS] text [SEP] --NME-- [E-k] cand_k … [SEP]`; RE: `[CLS] text [SEP] [R-0] rel_0 … [SEP]`;
+typed: `[CLS] text [SEP] S_0 cand_0 S_1 cand_1 … [SEP] [R-0] rel_0 … [SEP]` (`typed_rows`).
 Each word is tokenised on its own and the pieces concatenated (character offsets = word start +
 in-word offset); a candidate is `"[E-k] " + candidate` tokenised whole and cut to 22 pieces.
 
@@ -9,7 +10,10 @@ Where the official code is unsound, rows here differ (README "Differences"):
   writes a literal `[E-100]` and drops candidates 102+;
 - RE lists longer than the `[R-i]` symbols, or too long for `max_length`, are split over several
   rows (the official drops relations beyond the symbols and crashes on long lists);
-- a text too long to leave room for any candidate raises `DataError` (the official loops forever).
+- a text too long to leave room for any candidate raises `DataError` (the official loops forever);
+- typed lists longer than the symbols are split over rows (`overflow="split"`; relik 1.0.7 reads the
+  first ones: `overflow="cut"`), rows too long for `max_length` always (relik 1.0.7's truncation
+  drops every relation candidate there).
 """
 
 from __future__ import annotations
@@ -253,6 +257,108 @@ def re_rows(
         columns = list(relations[used : used + len(groups)])
         rows.append(_row(window, len(rows), vocab, text_ids, chars, words, groups, columns, []))
         used += len(groups)
+    return rows
+
+
+def typed_rows(
+    window: Window,
+    doc: DocPieces,
+    candidates: Sequence[str],
+    relations: Sequence[str],
+    vocab: Vocab,
+    encoder: CandidateEncoder,
+    relation_encoder: CandidateEncoder,
+    *,
+    type_symbols: int,
+    max_length: int = 512,
+    use_nme: bool = False,
+    overflow: str = "split",
+) -> list[Row]:
+    """typed rows of a window (relik 1.0.7's `RelikREDataset` with span-candidate symbols).
+
+    Candidate k sits behind symbol S_k = `--NME--`, `[E-0]`, `[E-1]`, … (`"S_k cand"` tokenised
+    whole); with `use_nme` the list read starts with the bare `--NME--` (what relik's cIE training
+    reads), otherwise the first real candidate sits behind `--NME--` (relik's inference default).
+    The `[SEP]` between the two lists is a position like the others. A row reads at most
+    `type_symbols` (T, ≤ 100) span candidates and min(R, 50) relations: longer lists are split over
+    rows (`overflow="split"`, each row with the official layout of its part) or cut as relik 1.0.7
+    does (`"cut"`, logged by the pipeline); rows over `max_length` are split either way.
+    """
+    if overflow not in ("split", "cut"):
+        raise ConfigError(f"overflow must be 'split' or 'cut', got {overflow!r}")
+    if vocab.nme_id is None or not vocab.relation_ids:
+        raise ConfigError("the tokenizer has no --NME-- / [R-i] symbols: not a typed reader tokenizer")
+    symbols = [vocab.nme_id, *vocab.entity_ids][: min(type_symbols, 100)]
+    n_rel_cap = min(len(vocab.relation_ids), 50)
+    real = list(candidates)
+    if not real and not use_nme:
+        raise DataError(
+            f"window {window.window_id} of document {window.doc}: a typed reader needs span candidates "
+            "(the labels of its spans); got none"
+        )
+    per_row = len(symbols) - (1 if use_nme else 0)
+    if per_row < 1:
+        raise ConfigError("the reader has no [E-k] symbols besides --NME--")
+    text_ids, chars, words = _window_pieces(doc, window)
+    if overflow == "cut":
+        real, relations = real[:per_row], list(relations)[:n_rel_cap]
+    # relation parts: at most the symbols and half the free space each
+    free = max_length - RESERVED_TOKENS - len(text_ids) - 1
+    rel_items = [[vocab.relation_ids[0], *relation_encoder.pieces(r)] for r in relations]
+    rel_parts: list[list[int]] = [[]]
+    used = 0
+    for k, item in enumerate(rel_items):
+        part = rel_parts[-1]
+        if part and (len(part) >= n_rel_cap or used + len(item) > free // 2):
+            rel_parts.append([])
+            part, used = rel_parts[-1], 0
+        if len(item) > free // 2:
+            raise DataError(
+                f"window {window.window_id} of document {window.doc}: relation {relations[k]!r} does not fit in "
+                f"max_length {max_length} beside {len(text_ids)} text pieces; use smaller windows"
+            )
+        part.append(k)
+        used += len(item)
+    rel_len = max(sum(len(rel_items[k]) for k in part) for part in rel_parts)
+    ent_free = free - rel_len
+    nme_item = [vocab.nme_id]
+    ent_parts: list[list[int]] = []
+    part, used = [], len(nme_item) if use_nme else 0
+    for k, c in enumerate(real):
+        n = 1 + len(encoder.pieces(c))
+        if part and (len(part) >= per_row or used + n > ent_free):
+            ent_parts.append(part)
+            part, used = [], len(nme_item) if use_nme else 0
+        if used + n > ent_free:
+            raise DataError(
+                f"window {window.window_id} of document {window.doc}: span candidate {c!r} does not fit in "
+                f"max_length {max_length} beside {len(text_ids)} text pieces; use smaller windows"
+            )
+        part.append(k)
+        used += n
+    if part or not ent_parts:
+        ent_parts.append(part)
+    rows: list[Row] = []
+    for ents in ent_parts:
+        cols = ([NME] if use_nme else []) + [real[k] for k in ents]
+        for rels in rel_parts:
+            body = [vocab.cls_id, *text_ids, vocab.sep_id]
+            sym_pos, rel_pos = [], []
+            for j, c in enumerate(cols):
+                sym_pos.append(len(body))
+                body.append(symbols[j])
+                if not (use_nme and j == 0):
+                    body.extend(encoder.pieces(c))
+            body.append(vocab.sep_id)
+            for i, k in enumerate(rels):
+                rel_pos.append(len(body))
+                body.extend([vocab.relation_ids[i], *rel_items[k][1:]])
+            body.append(vocab.sep_id)
+            row = Row(window, len(rows), np.asarray(body, np.int32), len(text_ids),
+                      np.asarray(sym_pos, np.int32), cols, chars, words)  # fmt: skip
+            row.relation_pos = np.asarray(rel_pos, np.int32)
+            row.relations = [relations[k] for k in rels]
+            rows.append(row)
     return rows
 
 

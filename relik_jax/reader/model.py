@@ -2,7 +2,9 @@
 
 Which heads a reader has is its task's spec (`ReaderConfig.spec`, see `relik_jax.reader.spec`):
 every task has the start and end heads; `span` and `cie` link entities to symbol columns
-(`[CLS]`, `--NME--`, `[E-0]`, ...); `triplet` and `cie` score relations.
+(`[CLS]`, `--NME--`, `[E-0]`, ...) with a softmax; `typed` scores them against its span-candidate
+symbols with independent sigmoids and adds the probability-weighted symbol states to the relation
+features; `triplet`, `typed` and `cie` score relations.
 
 Every shape is static: `S` starts, `E` entities and `C`/`R` symbol columns per row are caps
 chosen by the caller; validity masks mark the real entries, overflow counters report what did not
@@ -41,6 +43,9 @@ class ReaderConfig:
     threshold: float = 0.5
     additional_special_symbols: int = 101
     encoder_has_pooler: bool = False
+    additional_special_symbols_types: int = 0  # typed: the span-candidate symbols (`--NME--`, `[E-k]`)
+    add_entity_embedding: bool = True  # typed: relation features `[h_s; h_e; Σ_k p_k h_{S_k}]`
+    use_nme: bool = False  # typed input layout: `--NME--` as the row's first candidate (see `inputs.typed_rows`)
 
     def __post_init__(self):
         object.__setattr__(self, "task", task_name(self.task))
@@ -64,6 +69,15 @@ class ReaderConfig:
     @property
     def relations(self) -> bool:
         return self.spec.relations
+
+    @property
+    def entity_embedding(self) -> bool:
+        return self.spec.typed and self.add_entity_embedding
+
+    @property
+    def base_vocab_size(self) -> int:
+        """The encoder's vocabulary without the reader's symbols."""
+        return self.encoder.vocab_size - self.additional_special_symbols - self.additional_special_symbols_types
 
     def replace(self, **changes: Any) -> ReaderConfig:
         return dataclasses.replace(self, **changes)
@@ -96,11 +110,14 @@ class Reader(nn.Module):
         )
         self.ned_start_classifier = ProjectionHead(d, 2, with_layer_norm=False, **head)
         self.ned_end_classifier = EndHead(c.encoder.hidden_size, c.end_outputs, eps, self.dtype, self.param_dtype)
-        if c.links:
+        if c.links and not c.spec.typed:
             self.ed_start_projector = ProjectionHead(d, d, **head)
             self.ed_end_projector = ProjectionHead(d, d, **head)
+        if c.spec.typed:  # the span side (2H → D → D) and the symbol side (H → D → D) of the linking score
+            self.re_entities_projector = ProjectionHead(d, d, **head)
+            self.re_definition_projector = ProjectionHead(d, d, **head)
         if c.relations:
-            self.re_projector = ProjectionHead(2 * d, 2 * d, **head)
+            self.re_projector = ProjectionHead((3 if c.entity_embedding else 2) * d, 2 * d, **head)
             self.re_relation_projector = ProjectionHead(d, d, **head)
             self.re_classifier = ProjectionHead(d, 2, with_layer_norm=False, **head)
 
@@ -140,19 +157,50 @@ class Reader(nn.Module):
         cols = jnp.concatenate([start_p(sym, deterministic), end_p(sym, deterministic)], axis=-1)
         return jnp.einsum("bed,bcd->bec", ents, cols, preferred_element_type=jnp.float32)
 
+    def type_logits(self, feats_BLH, ent_start_BE, ent_end_BE, symbol_pos_BC, deterministic: bool = True) -> jax.Array:
+        """typed: `[B, E, C]` scores of each entity against each symbol (span candidates or relations), unmasked."""
+        ents = jnp.concatenate([gather_rows(feats_BLH, ent_start_BE), gather_rows(feats_BLH, ent_end_BE)], axis=-1)
+        u = self.re_entities_projector(ents, deterministic)
+        v = self.re_definition_projector(gather_rows(feats_BLH, symbol_pos_BC), deterministic)
+        return jnp.einsum("bed,bcd->bec", u, v, preferred_element_type=jnp.float32)
+
+    def typed_links(
+        self, feats_BLH, ent_start_BE, ent_end_BE, ent_valid_BE, symbol_pos_BC, symbol_valid_BC, deterministic=True
+    ) -> tuple[jax.Array, jax.Array, jax.Array | None]:
+        """typed: masked linking logits `[B, E, C]` (`MASKED` on padded entities and columns), their
+        sigmoids (0 there) and the entity embedding `Σ_k p_k h_{S_k}` `[B, E, H]` (None without
+        `add_entity_embedding`): the raw encoder states of the symbols weighted by the probabilities."""
+        logits = self.type_logits(feats_BLH, ent_start_BE, ent_end_BE, symbol_pos_BC, deterministic)
+        masked = ~ent_valid_BE.astype(bool)[:, :, None] | ~symbol_valid_BC.astype(bool)[:, None, :]
+        logits = jnp.where(masked, MASKED, logits)
+        probs = jax.nn.sigmoid(logits)
+        if not self.config.entity_embedding:
+            return logits, probs, None
+        sym = gather_rows(feats_BLH, symbol_pos_BC)
+        emb = jnp.einsum("bec,bch->beh", probs.astype(sym.dtype), sym, preferred_element_type=jnp.float32)
+        return logits, probs, emb.astype(feats_BLH.dtype)
+
     def relation_logits(
-        self, feats_BLH, ent_start_BE, ent_end_BE, relation_pos_BR, deterministic: bool = True
+        self, feats_BLH, ent_start_BE, ent_end_BE, relation_pos_BR, deterministic: bool = True, ent_emb_BEH=None
     ) -> jax.Array:
         """RE: `[B, E, E, R, 2]` (subject, object, relation, class), unmasked."""
-        vectors = self.relation_vectors(feats_BLH, ent_start_BE, ent_end_BE, relation_pos_BR, deterministic)
+        vectors = self.relation_vectors(
+            feats_BLH, ent_start_BE, ent_end_BE, relation_pos_BR, deterministic, ent_emb_BEH
+        )
         return self.relation_cells(*vectors, deterministic)
 
     def relation_vectors(
-        self, feats_BLH, ent_start_BE, ent_end_BE, relation_pos_BR, deterministic: bool = True
+        self, feats_BLH, ent_start_BE, ent_end_BE, relation_pos_BR, deterministic: bool = True, ent_emb_BEH=None
     ) -> tuple[jax.Array, jax.Array, jax.Array]:
-        """RE, per entity and per relation (cheap): subject `[B, E, D]`, object `[B, E, D]`, relation `[B, R, D]`."""
-        ents = jnp.concatenate([gather_rows(feats_BLH, ent_start_BE), gather_rows(feats_BLH, ent_end_BE)], axis=-1)
-        so = self.re_projector(ents, deterministic)
+        """RE, per entity and per relation (cheap): subject `[B, E, D]`, object `[B, E, D]`, relation `[B, R, D]`.
+
+        typed readers with `add_entity_embedding` take the entity embedding `[B, E, H]` (`typed_links`)."""
+        parts = [gather_rows(feats_BLH, ent_start_BE), gather_rows(feats_BLH, ent_end_BE)]
+        if self.config.entity_embedding:
+            if ent_emb_BEH is None:
+                raise ConfigError("this typed reader's relation features need the entity embedding (typed_links)")
+            parts.append(ent_emb_BEH.astype(parts[0].dtype))
+        so = self.re_projector(jnp.concatenate(parts, axis=-1), deterministic)
         d = so.shape[-1] // 2
         rel = self.re_relation_projector(gather_rows(feats_BLH, relation_pos_BR), deterministic)
         return so[..., :d], so[..., d:], rel
@@ -169,7 +217,13 @@ class Reader(nn.Module):
             "start_logits": self.start_logits(feats, deterministic),
             "end_logits": self.end_logits(feats, batch["gold_starts"], deterministic),
         }
-        if self.config.links:
+        emb = None
+        if self.config.spec.typed:
+            out["link_logits"], _, emb = self.typed_links(
+                feats, batch["gold_ent_start"], batch["gold_ent_end"], batch["gold_ent_valid"],
+                batch["symbol_pos"], batch["symbol_valid"], deterministic,
+            )  # fmt: skip
+        elif self.config.links:
             out["link_logits"] = self.link_logits(
                 feats, batch["gold_ent_start"], batch["gold_ent_end"], batch["symbol_pos"], deterministic
             )
@@ -180,6 +234,7 @@ class Reader(nn.Module):
                 batch["gold_ent_end"],
                 relation_columns(self.config, batch)[0],
                 deterministic,
+                emb,
             )
         return out
 
@@ -204,6 +259,7 @@ def dummy_batch(
         "gold_starts": z((batch, starts), jnp.int32),
         "gold_ent_start": z((batch, entities), jnp.int32),
         "gold_ent_end": z((batch, entities), jnp.int32),
+        "gold_ent_valid": jnp.ones((batch, entities), bool),
         "symbol_pos": z((batch, columns), jnp.int32),
         "symbol_valid": jnp.ones((batch, columns), bool),
         "relation_pos": z((batch, columns), jnp.int32),

@@ -36,6 +36,7 @@ from relik_jax.reader.inputs import (
     el_rows,
     re_rows,
     tokenize_words,
+    typed_rows,
 )
 from relik_jax.reader.model import Reader, relation_columns
 from relik_jax.reader.outputs import RelikOutput, WindowOutput
@@ -66,7 +67,14 @@ class ReaderPipeline:
         length_buckets: Sequence[int] = DEFAULT_LENGTH_BUCKETS,
         column_buckets: Sequence[int] = DEFAULT_COLUMN_BUCKETS,
         official_decisions: bool = False,
+        use_nme: bool | None = None,
+        overflow: str = "split",
     ):
+        """typed readers: `use_nme` (default: the reader's `use_nme`, false for official folders, as
+        relik 1.0.7's inference) and `overflow` ("split" long candidate lists over rows, or "cut" them
+        as relik 1.0.7 does) choose the input layout (`inputs.typed_rows`)."""
+        if overflow not in ("split", "cut"):
+            raise ConfigError(f"overflow must be 'split' or 'cut', got {overflow!r}")
         self.model = model
         self.spec = model.config.spec
         self.task = self.spec.name
@@ -81,6 +89,8 @@ class ReaderPipeline:
         self.max_starts, self.max_entities = max_starts, max_entities
         self.top_k = top_k
         self.relation_threshold = model.config.threshold if relation_threshold is None else relation_threshold
+        self.use_nme = model.config.use_nme if use_nme is None else bool(use_nme)
+        self.candidate_overflow = overflow
         self.length_buckets = capped_buckets(length_buckets, max_length)
         self.column_buckets = tuple(column_buckets)
         self.vocab = Vocab.from_tokenizer(tokenizer)
@@ -144,7 +154,9 @@ class ReaderPipeline:
             if relations:
                 out = lowered.out_info
                 rel_pos, _ = relation_columns(self.model.config, batch)
-                lowered = self._vectors.lower(self.params, out["features"], out["ent_start"], out["ent_end"], rel_pos)
+                lowered = self._vectors.lower(
+                    self.params, out["features"], out["ent_start"], out["ent_end"], rel_pos, out.get("ent_emb")
+                )
                 lowered.compile()
                 vecs = lowered.out_info
                 n += 1
@@ -165,8 +177,10 @@ class ReaderPipeline:
         limit = max(1, min(self.batch_size, CELL_BUDGET // (e * e * r)))
         return 1 << (limit.bit_length() - 1)
 
-    def _vectors_impl(self, params, feats, ent_start, ent_end, pos):
-        return self.model.apply({"params": params}, feats, ent_start, ent_end, pos, method=Reader.relation_vectors)
+    def _vectors_impl(self, params, feats, ent_start, ent_end, pos, ent_emb=None):
+        return self.model.apply(
+            {"params": params}, feats, ent_start, ent_end, pos, True, ent_emb, method=Reader.relation_vectors
+        )
 
     def _relations_impl(self, params, subj, obj, rel, ent_valid, rel_valid, threshold):
         return programs.relation_decisions(
@@ -201,6 +215,8 @@ class ReaderPipeline:
             return []
         pieces = tokenize_words(self.tokenizer, doc.words)
         kw: dict[str, Any] = {"max_length": self.max_length}
+        if self.spec.typed:
+            return [r for w, cands in zip(doc.windows, doc.candidates) for r in self._typed_rows(w, pieces, cands, doc.relations)]  # fmt: skip
         if self.spec.extra_relations:
             if not doc.relations:
                 raise DataError("a cIE reader needs relation candidates (relations=...)")
@@ -212,6 +228,21 @@ class ReaderPipeline:
             for w, cands in zip(doc.windows, doc.candidates)
             for r in el_rows(w, pieces, cands, self.vocab, self.candidate_encoder, **kw)
         ]
+
+    def _typed_rows(self, window: Window, pieces, candidates: Sequence[str], relations: Sequence[str]) -> list[Row]:
+        c = self.model.config
+        if self.candidate_overflow == "cut":
+            n_types = min(c.additional_special_symbols_types, 100) - (1 if self.use_nme else 0)
+            n_rel = min(len(self.vocab.relation_ids), 50)
+            if len(candidates) > n_types or len(relations) > n_rel:
+                self.overflow["windows cut"] += 1
+                log.debug("window %d of document %d: %d span / %d relation candidates, %d / %d read",
+                          window.window_id, window.doc, len(candidates), len(relations), n_types, n_rel)  # fmt: skip
+        return typed_rows(
+            window, pieces, candidates, relations, self.vocab, self.candidate_encoder, self.relation_encoder,
+            type_symbols=c.additional_special_symbols_types, max_length=self.max_length, use_nme=self.use_nme,
+            overflow=self.candidate_overflow,
+        )  # fmt: skip
 
     def predict_rows(self, rows: Sequence[Row], threshold: float) -> list[dict[str, np.ndarray]]:
         """Per-row outputs (numpy) of the jitted programs, in the order of `rows`.
@@ -240,7 +271,9 @@ class ReaderPipeline:
             host_out = {k: out[k] for k in keys}
             if relations:
                 rel_pos, rel_valid = relation_columns(self.model.config, batch)
-                subj, obj, rel = self._vectors(self.params, out["features"], out["ent_start"], out["ent_end"], rel_pos)
+                subj, obj, rel = self._vectors(
+                    self.params, out["features"], out["ent_start"], out["ent_end"], rel_pos, out.get("ent_emb")
+                )
                 host_out.update(subj=subj, obj=obj, rel_vec=rel, rel_valid=rel_valid)
             host = jax.device_get(host_out)
             self.overflow["starts"] += int(host["start_overflow"].sum())
@@ -331,17 +364,28 @@ class ReaderPipeline:
         by_window: dict[tuple[int, int], list[tuple[Row, dict]]] = collections.defaultdict(list)
         for row, p in zip(all_rows, preds):
             by_window[(row.window.doc, row.window.window_id)].append((row, p))
+        cut = self.overflow.pop("windows cut", 0)
+        if cut:
+            log.warning("%d windows had more candidates than the reader's symbols: the first ones were read "
+                        "(overflow='cut', as relik 1.0.7; 'split' reads them all)", cut)  # fmt: skip
         if sum(self.overflow.values()) > before:
             log.warning("caps reached: %s (raise max_starts / max_entities)", dict(self.overflow))
         return [self._document(d, doc, by_window) for d, doc in enumerate(docs)]
 
     def _document(self, d: int, doc: Prepared, by_window) -> RelikOutput:
         window_outputs, merged, re_spans, re_triplets = [], [], {}, set()
+        typed_spans, typed_triplets = set(), set()
         for w in doc.windows:
             rows = by_window.get((d, w.window_id), [])
             wo = WindowOutput(w.window_id, w.offset, w.text, list(w.words), [], candidates_read=[
                 [c for c in r.columns if c is not None] for r, _ in rows])  # fmt: skip
-            if not self.spec.relations:
+            if self.spec.typed:
+                spans, triplets = decode.typed_window([(r, p, p["rel"]) for r, p in rows])
+                wo.spans = sorted(spans)
+                wo.triplets = sorted(triplets)
+                typed_spans |= spans
+                typed_triplets |= triplets
+            elif not self.spec.relations:
                 labels, probs, scores = decode.merge_el_window([decode.el_row_predictions(r, p, 0) for r, p in rows])
                 merged.append((labels, probs, scores))
                 wo.spans = sorted((s, e, lab) for (s, e), lab in labels.items() if lab != NME)
@@ -368,6 +412,9 @@ class ReaderPipeline:
         if not self.spec.relations:
             spans = decode.finalize_el(doc.text, merged)
             return RelikOutput(doc.text, spans, [], candidates, window_outputs, words, starts)
+        if self.spec.typed:
+            spans, triplets = decode.finalize_typed(doc.text, typed_spans, typed_triplets)
+            return RelikOutput(doc.text, spans, triplets, candidates, window_outputs, words, starts)
         spans, triplets = decode.finalize_re(doc.text, re_spans, re_triplets)
         return RelikOutput(doc.text, spans, triplets, candidates, window_outputs, words, starts)
 

@@ -7,13 +7,16 @@ Each function is pure (params and arrays in, arrays out) and jit-compatible; cap
 Decisions that differ from relik 1.0.7 (logits are identical; see README "Differences"):
 - an EL end is chosen among positions at or after its start (the official may pick an earlier one);
 - the `[CLS]` linking column is never chosen (the official maps it to the row's last candidate);
-- padded candidate columns are masked, so rows with different candidate counts can share a batch.
+- padded candidate columns are masked, so rows with different candidate counts can share a batch;
+- a typed span's label is the argmax of its linking *logits* (relik 1.0.7 takes it of the float32
+  sigmoids, where logits above ~16.6 all round to 1.0 and the first column wins).
 """
 
 from __future__ import annotations
 
 import jax
 import jax.numpy as jnp
+import optax
 
 from relik_jax.core.types import IGNORE
 from relik_jax.reader.model import MASKED, Reader, mask_logits, relation_columns
@@ -101,7 +104,14 @@ def predict_spans(
             entity_overflow=jnp.maximum(n_ents - max_entities, 0),
             start_has_end=is_end.any(-1),
         )
-    if c.links:
+    if c.spec.typed:
+        out.update(
+            typed_link(
+                model, params, feats, out["ent_start"], out["ent_end"], out["ent_valid"], batch,
+                official_decisions=official_decisions,
+            )  # fmt: skip
+        )
+    elif c.links:
         out.update(
             link(
                 model,
@@ -144,6 +154,33 @@ def link(
         "link_top_columns": top_c.astype(jnp.int32),
         "link_top_probs": top_p,
     }
+
+
+def typed_link(
+    model: Reader, params, feats, ent_start, ent_end, ent_valid, batch: Batch, top_k: int = 5,
+    official_decisions: bool = False,
+) -> dict[str, jax.Array]:
+    """typed linking of entities to the span-candidate symbols: logits, sigmoid probabilities, the
+    label column, top-k, and the entity embedding for the relation features (`ent_emb`)."""
+    logits, probs, emb = _apply(
+        model, params, Reader.typed_links, feats, ent_start, ent_end, ent_valid, batch["symbol_pos"],
+        batch["symbol_valid"],
+    )  # fmt: skip
+    cols = batch["symbol_valid"].astype(bool)[:, None, :]
+    decided = probs if official_decisions else logits  # relik 1.0.7: argmax of the float32 sigmoids
+    column = jnp.argmax(jnp.where(cols, decided, -jnp.inf), axis=-1).astype(jnp.int32)
+    k = min(top_k, probs.shape[-1])
+    top_p, top_c = jax.lax.top_k(jnp.where(cols, probs, -1.0), k)
+    out = {
+        "link_logits": logits,
+        "link_probs": probs,
+        "link_column": column,
+        "link_top_columns": top_c.astype(jnp.int32),
+        "link_top_probs": top_p,
+    }
+    if emb is not None:
+        out["ent_emb"] = emb
+    return out
 
 
 def relation_decisions(
@@ -219,13 +256,28 @@ def reader_losses(
         losses["end_loss"] = cross_entropy(
             mask_logits(end, masked), end_labels, (end_labels != IGNORE) & start_valid[..., None]
         )
-    if c.links:
+    emb = None
+    if c.spec.typed:  # BCE of every (entity, span-candidate column) against the gold column
+        sym_valid = batch["symbol_valid"].astype(bool)
+        logits, _, emb = call(
+            Reader.typed_links, feats, batch["gold_ent_start"], batch["gold_ent_end"], ent_valid,
+            batch["symbol_pos"], sym_valid,
+        )  # fmt: skip
+        cols = jnp.arange(logits.shape[-1])
+        target = (batch["gold_ent_label"][..., None] == cols).astype(jnp.float32)  # label -1: none of them
+        valid = ent_valid[:, :, None] & sym_valid[:, None, :]
+        bce = optax.sigmoid_binary_cross_entropy(jnp.where(valid, logits, 0.0), target)
+        losses["link_loss"] = jnp.sum(jnp.where(valid, bce, 0.0)) / jnp.maximum(valid.sum(), 1)
+    elif c.links:
         logits = call(Reader.link_logits, feats, batch["gold_ent_start"], batch["gold_ent_end"], batch["symbol_pos"])
         logits = jnp.where(~batch["symbol_valid"].astype(bool)[:, None, :], MASKED, logits)
         losses["link_loss"] = cross_entropy(logits, batch["gold_ent_label"], ent_valid)
     if c.relations:
         rel_pos, rel_col_valid = relation_columns(c, batch)
-        rel = call(Reader.relation_logits, feats, batch["gold_ent_start"], batch["gold_ent_end"], rel_pos)
+        rel = _apply(
+            model, params, Reader.relation_logits, feats, batch["gold_ent_start"], batch["gold_ent_end"], rel_pos,
+            det, emb, rngs=rngs,
+        )  # fmt: skip
         rel_labels = batch["relation_labels"]
         rel_valid = (rel_labels != IGNORE) & ent_valid[:, :, None, None] & ent_valid[:, None, :, None]
         rel_valid = rel_valid & rel_col_valid.astype(bool)[:, None, None, :]

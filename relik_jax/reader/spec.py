@@ -5,7 +5,12 @@ Code asks the spec (`spec.links`, `spec.relations`, ...), never the task's name.
   row's entity symbols (`--NME--`, `[E-k]`); relik 1.0.7's `RelikReaderSpanModel`.
 - `triplet` (RE): start head, binary end head (0..n ends per start), relation scores for every
   (subject, object, relation) of the row's entities and its `[R-i]` symbols; `RelikReaderREModel`.
-- `cie` (closed IE): both in one pass over `[CLS] text [SEP] --NME-- [E-k] … [R-i] … [SEP]`: the RE
+- `typed` (RE with typed entities / closed IE, relik 1.0.7's `relik-cie-*` readers: a
+  `RelikReaderREModel` with `entity_type_loss`): `[CLS] text [SEP] S0 c0 S1 c1 … [SEP] [R-0] r0 … [SEP]`
+  with S = `--NME--`, `[E-0]`, …; the RE heads, every span scored against every span-candidate symbol
+  (independent sigmoids; its label is the best), the probability-weighted symbol states added to the
+  relation features, the loss the mean of four terms.
+- `cie` (closed IE, ours): both in one pass over `[CLS] text [SEP] --NME-- [E-k] … [R-i] … [SEP]`: the RE
   start/end heads, EL linking of every entity, relation scores between entities (ours: relik
   1.0.7's closed-IE reader is a typed-entity RE model, another layout).
 """
@@ -30,7 +35,7 @@ def _triplet_loss(losses: Mapping, span_weight: float) -> object:
 
 
 def _cie_loss(losses: Mapping, span_weight: float) -> object:
-    del span_weight  # the official typed-entity reader averages its four losses
+    del span_weight  # as the official typed-entity reader: the mean of the four losses
     return (losses["start_loss"] + losses["end_loss"] + losses["link_loss"] + losses["relation_loss"]) / 4
 
 
@@ -46,6 +51,7 @@ class TaskSpec:
     architecture: str  # `architectures` in the reader folder's config.json
     official: bool  # relik 1.0.7 has this architecture (a folder it loads)
     total_loss: Callable[[Mapping, float], object]  # (the head losses, `reader.span_loss_weight`) → loss
+    typed: bool = False  # links are the official typed-entity head (sigmoid per symbol, entity embedding)
 
     @property
     def extra_relations(self) -> bool:
@@ -65,9 +71,12 @@ SPECS: dict[str, TaskSpec] = {
     "triplet": TaskSpec(
         "triplet", False, True, True, "relations", "re", "triplet_f1", "RelikReaderREModel", True, _triplet_loss
     ),
+    "typed": TaskSpec(
+        "typed", True, True, True, "entities", "re", "triplet_f1", "RelikReaderREModel", True, _cie_loss, typed=True
+    ),
     "cie": TaskSpec("cie", True, True, True, "entities", "re", "triplet_f1", "RelikJaxCIEModel", False, _cie_loss),
 }
-ALIASES = {"el": "span", "re": "triplet"}
+ALIASES = {"el": "span", "re": "triplet", "typed_triplet": "typed"}
 TASKS = tuple(SPECS)
 RELATION_TASKS = frozenset(name for name, s in SPECS.items() if s.relations)
 
@@ -84,5 +93,6 @@ def get_spec(name: str) -> TaskSpec:
     return SPECS[task_name(name)]
 
 
-def spec_of_architecture(architecture: str) -> TaskSpec | None:
-    return next((s for s in SPECS.values() if s.architecture == architecture), None)
+def spec_of_architecture(architecture: str, typed: bool = False) -> TaskSpec | None:
+    """The spec of an `architectures` name (`typed`: the official RE model with `entity_type_loss`)."""
+    return next((s for s in SPECS.values() if s.architecture == architecture and s.typed == typed), None)
