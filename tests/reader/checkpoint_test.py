@@ -16,7 +16,9 @@ from relik_jax.core.assets import official_python
 from relik_jax.core.errors import CheckpointError
 from relik_jax.reader.checkpoint import load_reader
 
-TASKS = ["span", "triplet"]
+TASKS = ["span", "triplet", "typed"]
+FOLDER = {"span": "relik-reader-span-tiny", "triplet": "relik-reader-triplet-tiny", "typed": "relik-reader-cie-tiny"}
+NPZ = {"span": "span_eval", "triplet": "triplet_eval", "typed": "cie_eval"}
 
 
 def _convert(*args):
@@ -27,7 +29,7 @@ def _convert(*args):
 
 @pytest.mark.parametrize("task", TASKS)
 def test_official_convert_round_trip(fixtures_dir, tmp_path, task):
-    src = fixtures_dir / "models" / f"relik-reader-{task}-tiny"
+    src = fixtures_dir / "models" / FOLDER[task]
     ours, back = tmp_path / "ours", tmp_path / "back"
     assert _convert("official-reader", src, ours).returncode == 0
     proc = _convert("export-official", ours, back)
@@ -73,13 +75,19 @@ config.transformer_model = os.path.join(folder, config.transformer_model)
 model = (RelikReaderSpanModel if task == "span" else RelikReaderREModel).from_pretrained(folder, config=config).eval()
 z = np.load(npz)
 keys = ["input_ids", "attention_mask", "token_type_ids", "prediction_mask", "special_symbols_mask"]
-if task == "triplet":
+if task != "span":
     keys.append("special_symbols_mask_entities")
 batch = {k: torch.from_numpy(z["b0_" + k]) for k in keys}
 with torch.no_grad():
-    extra = {"is_prediction": True} if task == "triplet" else {}
+    extra = {"is_prediction": True} if task != "span" else {}
     out = model(**batch, **extra)
-print(json.dumps({"start": float(np.abs(out["ned_start_logits"].numpy() - z["b0_ned_start_logits"]).max())}))
+diff = {"start": float(np.abs(out["ned_start_logits"].numpy() - z["b0_ned_start_logits"]).max())}
+if task == "typed":  # the linking scores and the relations that read the entity embedding
+    for key in ("ned_type_logits", "re_logits"):
+        ref, got = z["b0_" + key], out[key].numpy()
+        valid = ref > -1e29
+        diff[key] = float(np.abs(got[valid] - ref[valid]).max())
+print(json.dumps(diff))
 """
 
 
@@ -92,8 +100,9 @@ def test_official_package_loads_our_export(fixtures_dir, tmp_path, task):
             "official relik venv not found: run ../shared/bench/setup_official.sh (or set RELIK_OFFICIAL_PYTHON)"
         )
     out = tmp_path / "exported"
-    assert _convert("export-official", fixtures_dir / "models" / f"relik-reader-{task}-tiny", out).returncode == 0
-    proc = subprocess.run([str(python), "-c", OFFICIAL_CHECK, str(out), task, str(fixtures_dir / "reader" / f"{task}_eval.npz")],
+    assert _convert("export-official", fixtures_dir / "models" / FOLDER[task], out).returncode == 0
+    proc = subprocess.run([str(python), "-c", OFFICIAL_CHECK, str(out), task, str(fixtures_dir / "reader" / f"{NPZ[task]}.npz")],
                           capture_output=True, text=True, timeout=600, env={**os.environ, "HF_HUB_OFFLINE": "1"})  # fmt: skip
     assert proc.returncode == 0, proc.stderr[-2000:]
-    assert json.loads(proc.stdout.strip().splitlines()[-1])["start"] <= 1e-4
+    diff = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert len(diff) == (3 if task == "typed" else 1) and max(diff.values()) <= 1e-4, diff

@@ -5,6 +5,7 @@ on inputs where relik 1.0.7 crashes or drops candidates (`official` tests)."""
 from __future__ import annotations
 
 import collections
+import functools
 import logging
 
 import jax
@@ -63,9 +64,19 @@ def test_official_typed_eval_parity(typed_reader, fixtures_dir):
     """cie_eval.npz, both layouts: hidden states, every logit / probability / prediction."""
     model, params, _ = typed_reader
     seen = collections.Counter()
+    predict = jax.jit(lambda p, b: programs.predict_spans(model, p, b, max_starts=64, max_entities=128,
+                                                          official_decisions=True))  # fmt: skip
+
+    @functools.partial(jax.jit, static_argnums=3)
+    def relations(p, out, batch, e):
+        vectors = model.apply({"params": p}, out["features"], out["ent_start"][:, :e], out["ent_end"][:, :e],
+                              batch["relation_pos"], True, out["ent_emb"][:, :e], method=Reader.relation_vectors)  # fmt: skip
+        return programs.relation_decisions(  # the fixture's meta_threshold, the config's 0.5
+            model, p, *vectors, out["ent_valid"][:, :e], batch["relation_valid"], threshold=0.5
+        )
     for raw in _batches(fixtures_dir, "cie_eval"):
         batch = jax.tree.map(jnp.asarray, from_official(raw, "typed"))
-        out = programs.predict_spans(model, params, batch, max_starts=64, max_entities=128, official_decisions=True)
+        out = predict(params, batch)
         mask = raw["attention_mask"].astype(bool)
         assert np.abs(np.asarray(out["features"]) - raw["last_hidden_state"])[mask].max() <= TOL
         _close(out["start_logits"], raw["ned_start_logits"], "start logits")
@@ -98,18 +109,15 @@ def test_official_typed_eval_parity(typed_reader, fixtures_dir):
         )  # fmt: skip
         assert np.array_equal(np.asarray(out["link_column"])[:, :e][ref_valid], raw["ned_type_predictions"][ref_valid])
         # the same linking head scored against the relation symbols (computed, unused by relik)
-        ents = model.apply({"params": params}, out["features"], out["ent_start"][:, :e], out["ent_end"][:, :e],
-                           batch["relation_pos"], method=Reader.type_logits)  # fmt: skip
+        ents = jax.jit(functools.partial(model.apply, method=Reader.type_logits))(
+            {"params": params}, out["features"], out["ent_start"][:, :e], out["ent_end"][:, :e], batch["relation_pos"]
+        )
         ents = np.asarray(ents)[:, :, :n_r][ref_valid]
         _close(ents, raw["re_entities_logits"][ref_valid], "re_entities logits")
         probs = np.asarray(jax.nn.sigmoid(ents))
         np.testing.assert_allclose(probs, raw["re_entities_probabilities"][ref_valid], atol=TOL, rtol=TOL)
         assert np.array_equal(np.round(probs), raw["re_entities_predictions"][ref_valid])
-        vectors = model.apply({"params": params}, out["features"], out["ent_start"][:, :e], out["ent_end"][:, :e],
-                              batch["relation_pos"], True, out["ent_emb"][:, :e], method=Reader.relation_vectors)  # fmt: skip
-        rel = programs.relation_decisions(  # the fixture's meta_threshold, the config's 0.5
-            model, params, *vectors, out["ent_valid"][:, :e], batch["relation_valid"], threshold=0.5
-        )
+        rel = relations(params, out, batch, e)
         cells = ref_valid[:, :, None] & ref_valid[:, None, :]
         np.testing.assert_allclose(np.asarray(rel["relation_logits"])[cells], raw["re_logits"][cells], atol=TOL, rtol=0)
         np.testing.assert_allclose(np.asarray(rel["relation_probs"])[cells], raw["re_probabilities"][cells], atol=TOL)
@@ -127,7 +135,7 @@ def test_official_typed_training_losses(typed_reader, fixtures_dir):
     n = 0
     for raw in _batches(fixtures_dir, "cie_train"):
         batch = from_official(raw, "typed")
-        losses = programs.reader_losses(model, params, jax.tree.map(jnp.asarray, batch))
+        losses = jax.jit(lambda p, b: programs.reader_losses(model, p, b))(params, jax.tree.map(jnp.asarray, batch))
         for ours, theirs in names.items():
             assert abs(float(losses[ours]) - float(raw[theirs])) <= TOL, (ours, float(losses[ours]), float(raw[theirs]))
         out = model.apply({"params": params}, jax.tree.map(jnp.asarray, batch))
