@@ -19,6 +19,8 @@ from relik_jax.reader.spec import get_spec, task_name
 def task_symbols(task: str, entity_symbols: int, relation_symbols: int) -> list[str]:
     """The symbols a reader of `task` adds to its tokenizer, in the official order."""
     spec = get_spec(task)
+    if spec.typed:  # relik's train_cie.py: the relation symbols first, then --NME-- and [E-k]
+        return relation_symbols_for(relation_symbols) + entity_symbols_for(entity_symbols)
     out = []
     if spec.links:
         out += entity_symbols_for(entity_symbols)
@@ -36,12 +38,15 @@ def new_reader(
     linears_hidden_size: int = 512,
     use_last_k_layers: int = 1,
     threshold: float = 0.5,
+    use_nme: bool = True,
     rng: jax.Array | None = None,
     dtype: Any = jnp.float32,
 ) -> tuple[Reader, Any, Any]:
     """`(model, params, tokenizer)`: the encoder's pretrained weights, embeddings grown for the
-    symbols (`--NME--` + `[E-0..n)` for EL, `[R-0..m)` for RE, both for cIE), new heads."""
+    symbols (`--NME--` + `[E-0..n)` for EL, `[R-0..m)` for RE, both for cIE and typed), new heads.
+    typed readers read with `use_nme` (relik's cIE training layout) unless told otherwise."""
     rng = jax.random.key(0) if rng is None else rng
+    spec = get_spec(task)
     folder = resolve_model_path(encoder)
     symbols = task_symbols(task, entity_symbols, relation_symbols)
     tokenizer = load_tokenizer(folder, symbols)
@@ -52,7 +57,9 @@ def new_reader(
         linears_hidden_size=linears_hidden_size,
         use_last_k_layers=use_last_k_layers,
         threshold=threshold,
-        additional_special_symbols=len(symbols),
+        additional_special_symbols=relation_symbols if spec.typed else len(symbols),
+        additional_special_symbols_types=entity_symbols + 1 if spec.typed else 0,
+        use_nme=use_nme,
         encoder_has_pooler="pooler" in enc_params,
     )
     model = Reader(config, dtype=dtype)

@@ -68,7 +68,8 @@ def re_row_labels(
     """RE (and cIE) labels of a row from gold word spans `(first, end[, title])` and triplets.
 
     cIE rows (with `row.relations`) also get each entity's link column: its title's column, or
-    `--NME--` when the title is not among the row's candidates.
+    `--NME--` when the title is not among the row's candidates; typed rows (no `[CLS]` column) -1
+    there (relik 1.0.7: an all-zero row of `disambiguation_labels`).
     """
     titles = {(sp[0], sp[1]): sp[2] for sp in spans if len(sp) > 2}
     spans = [(sp[0], sp[1]) for sp in spans]
@@ -99,9 +100,10 @@ def re_row_labels(
     columns = []
     if row.relation_pos is not None:
         link_col = {c: i for i, c in reversed(list(enumerate(row.columns))) if c is not None}
+        missing = link_col[NME] if row.columns[0] is None else -1
         by_pos = {}
-        for span, p in positions.items():
-            by_pos.setdefault(p, link_col.get(titles.get(span), link_col[NME]))
+        for span, p in sorted(positions.items()):
+            by_pos.setdefault(p, link_col.get(titles.get(span), missing))
         columns = [by_pos[p] for p in entities]
     starts = sorted({s for s, _ in entities})
     return RowLabels(starts, [], entities, columns, sorted(relations))

@@ -45,9 +45,10 @@ def base_config() -> ml_collections.ConfigDict:
     c.model.compute_dtype = "float32"  # or "bfloat16" (params stay float32)
 
     c.reader = ml_collections.ConfigDict()
-    c.reader.task = "re"  # el | re | cie
+    c.reader.task = "re"  # el | re | typed | cie
     c.reader.entity_symbols = 100
     c.reader.relation_symbols = 24
+    c.reader.use_nme = True  # typed: --NME-- as every row's first candidate (relik's cIE training layout)
     c.reader.linears_hidden_size = 512
     c.reader.use_last_k_layers = 1
     c.reader.max_starts = 16  # caps of the static shapes (per row)
@@ -159,7 +160,7 @@ def base_config() -> ml_collections.ConfigDict:
     return c
 
 
-SAMPLES = {"span": "sample_el", "triplet": "sample_re", "cie": "sample_cie"}  # the bundled sample of each task
+SAMPLES = {"span": "sample_el", "triplet": "sample_re", "cie": "sample_cie", "typed": "sample_cie"}  # the bundled sample of each task
 
 
 def use_sample(c: ml_collections.ConfigDict) -> None:

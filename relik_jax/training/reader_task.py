@@ -78,6 +78,7 @@ class ReaderTask:
                 self.spec.name,
                 entity_symbols=config.reader.entity_symbols,
                 relation_symbols=max(config.reader.relation_symbols, len(self.relations)),
+                use_nme=config.reader.use_nme,
                 linears_hidden_size=config.reader.linears_hidden_size,
                 use_last_k_layers=config.reader.use_last_k_layers,
                 rng=jax.random.key(config.seed),
