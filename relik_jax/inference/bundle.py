@@ -133,7 +133,8 @@ def load(path: str | Path, *, dtype: Any = "float32", with_retriever: bool = Tru
         return _load_bundle(folder / "bundle", dtypes, with_retriever, kwargs)
     if is_relik_folder(folder):
         official = read_relik_folder(folder, with_retriever=with_retriever, retriever_dtype=retriever_dtype)
-        return _make(official.reader_folder, None, dtypes, kwargs, official.settings, retriever=official.retriever)
+        defaults = {**official.settings, **({"relations": official.relations} if official.relations else {})}
+        return _make(official.reader_folder, None, dtypes, kwargs, defaults, retriever=official.retriever)
     if _is_reader(folder):
         return _make(folder, None, dtypes, kwargs, {})
     if (folder / "question_encoder" / "config.json").is_file():

@@ -4,6 +4,7 @@ retriever's encoders and the index, read into our parts (converted on the fly)."
 from __future__ import annotations
 
 import dataclasses
+import json
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +23,7 @@ class OfficialRelik:
     reader_folder: Path | None
     retriever: DenseRetriever | None
     settings: dict[str, Any]  # top_k, window_size, window_stride, where the config sets them
+    relations: list[str] = dataclasses.field(default_factory=list)  # typed (relik-cie): the triplet index's texts
 
 
 def is_relik_folder(folder: Path) -> bool:
@@ -59,6 +61,14 @@ def read_relik_folder(
     reader_folder = local(config["reader"], "reader") if config.get("reader") else None
     task = str(config.get("task", "span")).lower().split(".")[-1]
     task = "triplet" if task == "triplet" else "span"
+    relations: list[str] = []
+    if reader_folder is not None and task == "triplet" and _typed_reader(reader_folder):
+        # relik-cie: the span retriever fills the span candidates; we read every relation of the
+        # triplet retriever's index in every window (relik retrieves top_k of them per window)
+        task = "span"
+        idx = (config.get("index") or {}).get("triplet")
+        if idx:
+            relations = list(read_official_index(local(idx, "triplet index")).passages)
     retriever = None
     if with_retriever and isinstance(config.get("retriever"), dict):
         entry = config["retriever"].get(task) or config["retriever"].get(task.upper())
@@ -71,4 +81,11 @@ def read_relik_folder(
                 index = read_official_index(local(idx, "index"))
             retriever = DenseRetriever.from_towers(question, passage, index, dtype=retriever_dtype)
     settings = {k: config[k] for k in ("top_k", "window_size", "window_stride") if config.get(k) is not None}
-    return OfficialRelik(reader_folder, retriever, settings)
+    return OfficialRelik(reader_folder, retriever, settings, relations)
+
+
+def _typed_reader(folder: Path) -> bool:
+    try:
+        return bool(json.loads((folder / "config.json").read_text()).get("entity_type_loss"))
+    except (OSError, ValueError):
+        return False

@@ -158,6 +158,42 @@ def test_official_relik_folder(tmp_path, fixtures_dir, span_reader, retriever):
     )
 
 
+def test_official_relik_cie_folder(tmp_path, fixtures_dir):
+    """An official closed-IE folder (typed reader, span + triplet retrievers): the span retriever
+    fills the span candidates, the triplet index's documents are the relation names."""
+    from relik_jax.official.index import write_official_index
+
+    inputs = read_jsonl(fixtures_dir / "pipeline" / "cie_input.jsonl")
+    names = sorted({c for i in inputs for c in i["span_candidates"]})
+    relations = sorted({c for i in inputs[:2] for c in i["triplet_candidates"]})
+    spans = DenseRetriever.from_encoder(fixtures_dir / "models" / "tiny-bert", batch_size=16)
+    spans.build_index([str(i) for i in range(len(names))], names, progress=False)
+    folder = tmp_path / "relik-cie-x"
+    shutil.copytree(fixtures_dir / "models" / "relik-reader-cie-tiny", folder / "reader")
+    shutil.copytree(fixtures_dir / "models" / "tiny-bert", folder / "tiny-bert")
+    shutil.copytree(fixtures_dir / "models" / "tiny-bert", folder / "span-question-encoder")
+    write_official_index(folder / "span-index", spans.index)
+    rel_index = DenseRetriever.from_encoder(fixtures_dir / "models" / "tiny-bert")
+    rel_index.build_index([str(i) for i in range(len(relations))], relations, progress=False)
+    write_official_index(folder / "triplet-index", rel_index.index)
+    (folder / "config.yaml").write_text(
+        "_target_: relik.inference.annotator.Relik\n"
+        "retriever:\n  span:\n    question_encoder: span-question-encoder\n"
+        "  triplet:\n    question_encoder: span-question-encoder\n"
+        "index:\n  span:\n    name_or_path: span-index\n  triplet:\n    name_or_path: triplet-index\n"
+        "reader:\n  transformer_model: reader\n"
+        "task: TRIPLET\nmetadata_fields: []\ntop_k: 6\nwindow_size: 32\nwindow_stride: 16\n"
+    )
+    relik = Relik.from_pretrained(folder, batch_size=4)
+    assert relik.task == "typed" and relik.relations == relations and len(relik.retriever.index) == len(names)
+    text = inputs[0]["text"]
+    out = relik(text)
+    assert out.windows and all(len(w.candidates_read[0]) == 6 for w in out.windows)
+    ours = Relik(relik.reader, spans, relations=relations, top_k=6)(text)
+    assert out.to_official_dict("typed", with_windows=True) == ours.to_official_dict("typed", with_windows=True)
+    assert {t.relation for t in out.triplets} <= set(relations)
+
+
 def test_bad_input(tmp_path, fixtures_dir, span_reader):
     relik = Relik.from_pretrained(span_reader, batch_size=64)
     assert relik("", ["Paris"]).spans == [] and relik("", ["Paris"]).windows == []
