@@ -53,6 +53,7 @@ class Parts:
     retriever: DenseRetriever | None
     relations: list[str]
     settings: Settings
+    candidates: list[str] = dataclasses.field(default_factory=list)  # fixed span candidates (no retriever)
 
 
 def _dtype(dtype: Any) -> Any:
@@ -72,6 +73,7 @@ def save(
     retriever: DenseRetriever | None,
     relations: Sequence[str],
     settings: Settings,
+    candidates: Sequence[str] = (),
 ) -> Path:
     """Writes a reader and / or a retriever with its index, the settings and relation names as a bundle."""
     folder = Path(folder)
@@ -82,6 +84,7 @@ def save(
         "task": task,
         "settings": dataclasses.asdict(settings),
         "relations": list(relations),
+        "candidates": list(candidates),
         "reader": None,
         "retriever": None,
     }
@@ -116,7 +119,7 @@ def load(path: str | Path, *, dtype: Any = "float32", with_retriever: bool = Tru
     `relations` (relation names for RE / cIE).
     """
     retriever_dtype = _dtype(kwargs.pop("retriever_dtype", "float32"))
-    unknown = set(kwargs) - set(SETTINGS) - set(READER_OPTIONS) - set(RETRIEVER_OPTIONS) - {"relations"}
+    unknown = set(kwargs) - set(SETTINGS) - set(READER_OPTIONS) - set(RETRIEVER_OPTIONS) - {"relations", "candidates"}
     if unknown:
         raise ConfigError(
             f"unknown option(s) {sorted(unknown)}; known: {SETTINGS + READER_OPTIONS + RETRIEVER_OPTIONS}"
@@ -171,6 +174,7 @@ def _load_bundle(folder: Path, dtypes, with_retriever: bool, kwargs: dict) -> Pa
         **{k: v for k, v in meta.get("settings", {}).items() if v is not None},
     }
     defaults["relations"] = meta.get("relations", [])
+    defaults["candidates"] = meta.get("candidates", [])
     return _make(reader, retriever, dtypes, kwargs, defaults)
 
 
@@ -193,4 +197,6 @@ def _make(reader_folder, retriever_folder, dtypes, kwargs: dict, defaults: dict,
         retriever = load_retriever(
             retriever_folder, dtype=retriever_dtype, **{k: opts[k] for k in RETRIEVER_OPTIONS if k in opts}
         )
-    return Parts(reader, retriever, list(opts.get("relations") or ()), settings)
+    return Parts(
+        reader, retriever, list(opts.get("relations") or ()), settings, list(opts.get("candidates") or ())
+    )

@@ -44,17 +44,22 @@ class Relik:
         *,
         relations: Sequence[str] = (),
         settings: Settings | None = None,
+        candidates: Sequence[str] = (),
         **overrides: Any,
     ):
+        """`relations`: the relation names RE / cIE / typed readers read by default; `candidates`: the
+        span candidates every window reads when no retriever is loaded and a call gives none (e.g. a
+        typed reader's entity types)."""
         if reader is None and retriever is None:
             raise ConfigError("Relik needs a reader, a retriever, or both")
         self.reader, self.retriever = reader, retriever
         self.relations = list(relations)
+        self.candidates = list(candidates)
         self.settings = (settings or Settings()).replace(**overrides)
 
     @property
     def task(self) -> str:
-        """`span` (EL), `triplet` (RE), `cie`, or `retrieval` (no reader)."""
+        """`span` (EL), `triplet` (RE), `typed` (RE with typed entities, closed IE), `cie`, or `retrieval`."""
         return self.reader.task if self.reader is not None else "retrieval"
 
     @classmethod
@@ -62,7 +67,10 @@ class Relik:
         """A bundle, a training workdir, a reader or retriever folder (ours or official), or an
         official ReLiK folder (`config.yaml`); see `relik_jax.inference.bundle.load`."""
         parts = bundle.load(path, dtype=dtype, **kwargs)
-        return cls(parts.reader, parts.retriever, relations=parts.relations, settings=parts.settings)
+        return cls(
+            parts.reader, parts.retriever, relations=parts.relations, settings=parts.settings,
+            candidates=parts.candidates,
+        )  # fmt: skip
 
     def save_pretrained(self, folder: str | Path) -> Path:
         """Writes a bundle folder that `Relik.from_pretrained` loads in one call."""
@@ -73,6 +81,7 @@ class Relik:
             retriever=self.retriever,
             relations=self.relations,
             settings=self.settings,
+            candidates=self.candidates,
         )
 
     # ---- annotation ------------------------------------------------------------------------
@@ -229,6 +238,8 @@ class Relik:
         else:
             rels = [[] for _ in range(n)]
         retrieved: list[list[Any]] | None = None
+        if candidates is None and self.retriever is None and self.candidates:
+            candidates = self.candidates
         if candidates is not None:
             cands = per_document(candidates, n, "candidate")
             per_window = [[c] * len(ws) for c, ws in zip(cands, windows)]

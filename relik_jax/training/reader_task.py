@@ -165,7 +165,12 @@ class ReaderTask:
     def relik(self, params: Any) -> Relik:
         """The full pipeline with `params` (their retriever, their reader weights)."""
         reader = self.pipeline.with_params(self.reader_params(params))
-        return Relik(reader, self.retriever_for(params), relations=self.relations, settings=self.settings)
+        return Relik(reader, self.retriever_for(params), relations=self.relations, settings=self.settings,
+                     candidates=self._fixed_candidates())  # fmt: skip
+
+    def _fixed_candidates(self) -> list[str]:
+        """Without a retriever, a typed reader's KB (its entity types: every window reads them all)."""
+        return list(self.kb) if self.spec.typed and self.retriever is None else []
 
     def _kb(self) -> list[str]:
         path = self.config.data.kb or tfds_builders.sample_file(self.config.data.dataset, "kb.tsv")
@@ -423,7 +428,9 @@ class ReaderTask:
             relation_threshold=threshold,
         )  # fmt: skip
         retriever = self.retriever_for(params, fresh_index=True)
-        return Relik(reader, retriever, relations=self.relations, settings=self.settings).save_pretrained(folder)
+        relik = Relik(reader, retriever, relations=self.relations, settings=self.settings,
+                      candidates=self._fixed_candidates() if retriever is None else ())  # fmt: skip
+        return relik.save_pretrained(folder)
 
     def export(self, params, folder: str | Path, threshold: float | None = None) -> Path:
         """A reader folder (with the official encoder folder where relik 1.0.7 has the architecture)."""
