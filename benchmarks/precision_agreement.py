@@ -15,7 +15,6 @@ labels included; also the share of documents whose outputs are identical.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
 from pathlib import Path

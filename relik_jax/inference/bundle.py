@@ -197,6 +197,4 @@ def _make(reader_folder, retriever_folder, dtypes, kwargs: dict, defaults: dict,
         retriever = load_retriever(
             retriever_folder, dtype=retriever_dtype, **{k: opts[k] for k in RETRIEVER_OPTIONS if k in opts}
         )
-    return Parts(
-        reader, retriever, list(opts.get("relations") or ()), settings, list(opts.get("candidates") or ())
-    )
+    return Parts(reader, retriever, list(opts.get("relations") or ()), settings, list(opts.get("candidates") or ()))

@@ -46,7 +46,9 @@ def from_official(
     out = {k: np.asarray(batch[k]) for k in ("input_ids", "attention_mask", "token_type_ids", "prediction_mask")}
     spec = get_spec(task)
     if spec.typed:
-        out["symbol_pos"], out["symbol_valid"] = symbol_positions(np.asarray(batch["special_symbols_mask_entities"], bool))
+        out["symbol_pos"], out["symbol_valid"] = symbol_positions(
+            np.asarray(batch["special_symbols_mask_entities"], bool)
+        )
         out["relation_pos"], out["relation_valid"] = symbol_positions(np.asarray(batch["special_symbols_mask"], bool))
     else:
         out["symbol_pos"], out["symbol_valid"] = symbol_positions(np.asarray(batch["special_symbols_mask"], bool))

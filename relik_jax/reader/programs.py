@@ -107,9 +107,15 @@ def predict_spans(
     if c.spec.typed:
         out.update(
             typed_link(
-                model, params, feats, out["ent_start"], out["ent_end"], out["ent_valid"], batch,
+                model,
+                params,
+                feats,
+                out["ent_start"],
+                out["ent_end"],
+                out["ent_valid"],
+                batch,
                 official_decisions=official_decisions,
-            )  # fmt: skip
+            )
         )
     elif c.links:
         out.update(
@@ -157,7 +163,14 @@ def link(
 
 
 def typed_link(
-    model: Reader, params, feats, ent_start, ent_end, ent_valid, batch: Batch, top_k: int = 5,
+    model: Reader,
+    params,
+    feats,
+    ent_start,
+    ent_end,
+    ent_valid,
+    batch: Batch,
+    top_k: int = 5,
     official_decisions: bool = False,
 ) -> dict[str, jax.Array]:
     """typed linking of entities to the span-candidate symbols: logits, sigmoid probabilities, the

@@ -160,7 +160,8 @@ def base_config() -> ml_collections.ConfigDict:
     return c
 
 
-SAMPLES = {"span": "sample_el", "triplet": "sample_re", "cie": "sample_cie", "typed": "sample_cie"}  # the bundled sample of each task
+# the bundled sample of each task
+SAMPLES = {"span": "sample_el", "triplet": "sample_re", "cie": "sample_cie", "typed": "sample_cie"}
 
 
 def use_sample(c: ml_collections.ConfigDict) -> None:

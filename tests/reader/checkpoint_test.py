@@ -130,7 +130,9 @@ def test_official_package_reproduces_our_typed_reader(fixtures_dir, tmp_path):
     on rows our pipeline built."""
     python = official_python()
     if python is None:
-        pytest.skip("official relik venv not found: run ../shared/bench/setup_official.sh (or set RELIK_OFFICIAL_PYTHON)")
+        pytest.skip(
+            "official relik venv not found: run ../shared/bench/setup_official.sh (or set RELIK_OFFICIAL_PYTHON)"
+        )
     import jax.numpy as jnp
 
     from relik_jax.data.windows import given_words
@@ -146,8 +148,10 @@ def test_official_package_reproduces_our_typed_reader(fixtures_dir, tmp_path):
     folder = save_reader(tmp_path / "typed", model.config, params, tok)
     model, params, tok = load_reader(folder)  # what we saved is what we run
     pipe = ReaderPipeline(model, params, tok)
-    words = "Alice Smith works for Acme Corp in Paris and lives in Lyon with Bob".split()
-    doc = pipe.prepare(0, *given_words(words), ["Person", "Company", "City", "Other"], ["works for", "lives in", "based in"])
+    words = ["Alice", "Smith", "works", "for", "Acme", "Corp", "in", "Paris", "and", "lives", "in", "Lyon"]
+    doc = pipe.prepare(
+        0, *given_words(words), ["Person", "Company", "City", "Other"], ["works for", "lives in", "based in"]
+    )
     rows = pipe.rows(doc)
     assert len(rows) == 1 and rows[0].columns[0] == "--NME--"  # use_nme: our training layout
     n_t, n_r = len(rows[0].symbol_pos), len(rows[0].relation_pos)

@@ -74,6 +74,7 @@ def test_official_typed_eval_parity(typed_reader, fixtures_dir):
         return programs.relation_decisions(  # the fixture's meta_threshold, the config's 0.5
             model, p, *vectors, out["ent_valid"][:, :e], batch["relation_valid"], threshold=0.5
         )
+
     for raw in _batches(fixtures_dir, "cie_eval"):
         batch = jax.tree.map(jnp.asarray, from_official(raw, "typed"))
         out = predict(params, batch)
@@ -155,7 +156,7 @@ def test_typed_rows_equal_the_official_inputs(typed_reader, fixtures_dir):
     """Every row of both fixture files rebuilt from its words and the candidates relik read."""
     from relik_jax.reader.inputs import CandidateEncoder, Vocab
 
-    model, _, tok = typed_reader
+    _, _, tok = typed_reader
     vocab = Vocab.from_tokenizer(tok)
     ents, rels = CandidateEncoder(tok, "[E-0]"), CandidateEncoder(tok, "[R-0]")
     z = {name: np.load(fixtures_dir / "reader" / f"{name}.npz") for name in ("cie_eval", "cie_train")}
@@ -174,7 +175,9 @@ def test_typed_rows_equal_the_official_inputs(typed_reader, fixtures_dir):
         b = collate([row], batch_size=1, length_buckets=(len(row.input_ids),), column_buckets=(128,))
         for k in ("token_type_ids", "prediction_mask"):
             assert b[k][0].tolist() == arrays[key + k][r["row"]][att].tolist(), k
-        assert row.symbol_pos.tolist() == np.nonzero(arrays[key + "special_symbols_mask_entities"][r["row"]])[0].tolist()
+        assert (
+            row.symbol_pos.tolist() == np.nonzero(arrays[key + "special_symbols_mask_entities"][r["row"]])[0].tolist()
+        )
         assert row.relation_pos.tolist() == np.nonzero(arrays[key + "special_symbols_mask"][r["row"]])[0].tolist()
         assert row.columns == r["span_candidates_read"]
         n += 1
@@ -205,6 +208,7 @@ def test_official_typed_pipeline_parity(fixtures_dir, use_nme):
         )
         assert _key_spans(out["spans"]) == _key_spans(ref["spans"]), i["id"]
         assert _key_triplets(out["triplets"]) == _key_triplets(ref["triplets"]), i["id"]
+
         def ordered(ts):  # the same triplet may come from two windows with two confidences
             return sorted(((t[0][:3], t[1], t[2][:3]), t[3]) for t in ts)
 
