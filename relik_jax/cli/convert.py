@@ -6,7 +6,8 @@
 `official-reader` reads an official reader folder (relik 1.0.7 `save_pretrained`) and writes a
 relik_jax reader folder (same weights file, the encoder's architecture recorded in config.json).
 `export-official` writes a folder the official `RelikReaderSpanModel` / `RelikReaderREModel`
-load, with the encoder folder their constructor needs in `DST/encoder`.
+load, with the encoder folder their constructor needs in `DST/encoder`. Typed-entity / closed-IE
+readers (`relik-cie-*`: `RelikReaderREModel` with `entity_type_loss`) convert both ways too.
 
     python -m relik_jax.convert official-retriever SRC DST
     python -m relik_jax.convert export-official-retriever SRC DST
