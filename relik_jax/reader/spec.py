@@ -39,6 +39,13 @@ def _cie_loss(losses: Mapping, span_weight: float) -> object:
     return (losses["start_loss"] + losses["end_loss"] + losses["link_loss"] + losses["relation_loss"]) / 4
 
 
+def _typed_loss(losses: Mapping, span_weight: float) -> object:
+    if span_weight >= 0:  # `reader.span_loss_weight`: spans and their types re-weighted as RE's spans
+        span_side = losses["start_loss"] + losses["end_loss"] + losses["link_loss"]
+        return span_weight * span_side + 0.9 * losses["relation_loss"]
+    return _cie_loss(losses, span_weight)  # official: the mean of the four losses
+
+
 @dataclasses.dataclass(frozen=True)
 class TaskSpec:
     name: str
@@ -72,7 +79,7 @@ SPECS: dict[str, TaskSpec] = {
         "triplet", False, True, True, "relations", "re", "triplet_f1", "RelikReaderREModel", True, _triplet_loss
     ),
     "typed": TaskSpec(
-        "typed", True, True, True, "entities", "re", "triplet_f1", "RelikReaderREModel", True, _cie_loss, typed=True
+        "typed", True, True, True, "entities", "re", "triplet_f1", "RelikReaderREModel", True, _typed_loss, typed=True
     ),
     "cie": TaskSpec("cie", True, True, True, "entities", "re", "triplet_f1", "RelikJaxCIEModel", False, _cie_loss),
 }

@@ -53,7 +53,9 @@ def base_config() -> ml_collections.ConfigDict:
     c.reader.use_last_k_layers = 1
     c.reader.max_starts = 16  # caps of the static shapes (per row)
     c.reader.max_entities = 32
-    c.reader.span_loss_weight = -1.0  # RE: weight of start + end losses vs 0.9 x relation (-1: official 1/20)
+    # RE: weight of start + end losses vs 0.9 x relation (-1: official 1/20); typed: of start + end + type
+    # losses vs 0.9 x relation (-1: official, the mean of the four)
+    c.reader.span_loss_weight = -1.0
     # EL / cIE training candidates: "gold_plus_distractors" (each document's gold titles + KB distractors up to
     # data.num_candidates) or "retrieved" (each window's top data.num_candidates from reader.retriever, as the
     # official recipe: a gold title the retriever missed is not added, its mention is labelled --NME--)

@@ -24,6 +24,7 @@ from relik_jax.reader.model import Reader
 from relik_jax.reader.pipeline import ReaderPipeline
 
 TOL = 1e-4
+FEW = {"length_buckets": (128, 256, 512), "column_buckets": (8, 16, 64)}  # fewer shapes to compile
 
 
 @pytest.fixture(scope="module")
@@ -197,7 +198,7 @@ def test_official_typed_pipeline_parity(fixtures_dir, use_nme):
     """`pipeline/cie_output*.jsonl`: spans (with their candidate labels, `--NME--` kept), triplets
     and confidences, every window's spans and triplets; lists over the symbols cut as relik does."""
     pipe = ReaderPipeline.from_pretrained(
-        fixtures_dir / "models" / "relik-reader-cie-tiny", batch_size=4, use_nme=use_nme, overflow="cut"
+        fixtures_dir / "models" / "relik-reader-cie-tiny", batch_size=4, use_nme=use_nme, overflow="cut", **FEW
     )
     inputs = read_jsonl(fixtures_dir / "pipeline" / "cie_input.jsonl")
     refs = read_jsonl(fixtures_dir / "pipeline" / ("cie_output_nme.jsonl" if use_nme else "cie_output.jsonl"))
@@ -229,14 +230,14 @@ def test_typed_bad_input(fixtures_dir, caplog):
     """Where relik 1.0.7 crashes (no span candidate) or drops candidates silently (more than its
     symbols, rows over max_length): one clear error, or every candidate read over several rows."""
     folder = fixtures_dir / "models" / "relik-reader-cie-tiny"
-    pipe = ReaderPipeline.from_pretrained(folder, batch_size=4)
+    pipe = ReaderPipeline.from_pretrained(folder, batch_size=4, **FEW)
     inputs = read_jsonl(fixtures_dir / "pipeline" / "cie_input.jsonl")
     doc = inputs[7]  # 40 span candidates, 33 symbols
     text, cands, rels = doc["text"], doc["span_candidates"], doc["triplet_candidates"]
     with pytest.raises(DataError, match="needs span candidates"):
         pipe(text, [], relations=rels)
     # use_nme: an empty list is [--NME--]: every span is --NME--
-    nme = ReaderPipeline.from_pretrained(folder, batch_size=4, use_nme=True)(text, [], relations=rels)
+    nme = ReaderPipeline.from_pretrained(folder, batch_size=4, use_nme=True, **FEW)(text, [], relations=rels)
     assert nme.spans and {s.label for s in nme.spans} == {NME}
     # no relation candidate: spans, no triplet (as relik)
     assert not pipe(text, cands, relations=[]).triplets
@@ -244,7 +245,7 @@ def test_typed_bad_input(fixtures_dir, caplog):
     split = pipe(text, cands, relations=rels)
     windows = split.windows
     assert [len(c) for c in windows[0].candidates_read] == [33, 7]
-    cut_pipe = ReaderPipeline.from_pretrained(folder, batch_size=4, overflow="cut")
+    cut_pipe = ReaderPipeline.from_pretrained(folder, batch_size=4, overflow="cut", **FEW)
     with caplog.at_level(logging.WARNING):
         cut = cut_pipe(text, cands, relations=rels)
     assert "overflow='cut'" in caplog.text
@@ -252,7 +253,7 @@ def test_typed_bad_input(fixtures_dir, caplog):
     assert {(s.start, s.end) for s in cut.spans} <= {(s.start, s.end) for s in split.spans}
     # rows over max_length: split, never the official truncation that drops every relation
     long = [f"{c} of the very long name number {k}" for k, c in enumerate(cands[:30])]
-    short = ReaderPipeline.from_pretrained(folder, batch_size=4, max_length=160)
+    short = ReaderPipeline.from_pretrained(folder, batch_size=4, max_length=160, **FEW)
     out = short(text, long, relations=rels)
     read = [c for w in out.windows for c in w.candidates_read]
     assert len(read) > 1 and sum(map(len, read)) == 30 * len(out.windows)
