@@ -41,7 +41,9 @@ SETTINGS = (
     "span_queries",
     "span_merge",
 )
-READER_OPTIONS = ("batch_size", "max_length", "max_starts", "max_entities", "official_decisions")
+READER_OPTIONS = (
+    "batch_size", "max_length", "max_starts", "max_entities", "official_decisions", "use_nme", "overflow",
+)  # fmt: skip
 RETRIEVER_OPTIONS = ("question_max_length", "passage_max_length")
 
 
@@ -115,8 +117,9 @@ def load(path: str | Path, *, dtype: Any = "float32", with_retriever: bool = Tru
 
     kwargs: settings (`top_k`, `window_size`, `window_stride`, `relation_threshold`,
     `annotation_type`), reader options (`batch_size`, `max_length`, `max_starts`, `max_entities`,
-    `official_decisions`), retriever options (`question_max_length`, `passage_max_length`),
-    `relations` (relation names for RE / cIE).
+    `official_decisions`; typed readers: `use_nme`, `overflow`), retriever options
+    (`question_max_length`, `passage_max_length`), `relations` (relation names for RE / cIE /
+    typed), `candidates` (span candidates read when there is no retriever).
     """
     retriever_dtype = _dtype(kwargs.pop("retriever_dtype", "float32"))
     unknown = set(kwargs) - set(SETTINGS) - set(READER_OPTIONS) - set(RETRIEVER_OPTIONS) - {"relations", "candidates"}
