@@ -80,23 +80,33 @@ def re_row_predictions(
 ) -> tuple[dict[CharSpan, str], set[tuple[CharSpan, str, CharSpan, float]]]:
     """Word-aligned char spans (→ label: `--NME--` for RE, the linked candidate for cIE) and
     `(subject, relation, object, confidence)` triplets of batch row `i`."""
-    chars_of = word_chars(row)
-    ents, labels = [], {}
-    for k in np.nonzero(out["ent_valid"][i])[0]:
-        ws = row.piece_words[int(out["ent_start"][i, k]) - 1]
-        we = row.piece_words[int(out["ent_end"][i, k]) - 1]
-        span = (chars_of[ws][0], chars_of[we][1])
-        ents.append(span)
+    labels = {}
+    ents = word_entity_spans(row, out, i)
+    for k, span in ents:
         label = column_label(row, int(out["link_column"][i, k])) if "link_column" in out else NME
         if labels.get(span) in (None, NME):  # entities that snap to one span: the first real label wins
             labels[span] = label
     names = row.relations if row.relation_pos is not None else row.columns
-    triplets = set()
-    n = len(ents)
+    spans = [span for _, span in ents]
+    return labels, {(spans[a], r, spans[b], conf) for a, r, b, conf in row_triplets(rel, i, len(spans), names)}
+
+
+def word_entity_spans(row: Row, out: Mapping[str, np.ndarray], i: int) -> list[tuple[int, CharSpan]]:
+    """`(entity index, word-aligned char span)` of each valid entity of batch row `i`."""
+    chars_of = word_chars(row)
+    spans = []
+    for k in np.nonzero(out["ent_valid"][i])[0]:
+        ws = row.piece_words[int(out["ent_start"][i, k]) - 1]
+        we = row.piece_words[int(out["ent_end"][i, k]) - 1]
+        spans.append((int(k), (chars_of[ws][0], chars_of[we][1])))
+    return spans
+
+
+def row_triplets(rel: Mapping[str, np.ndarray], i: int, n: int, names: Sequence[str]):
+    """`(subject entity, relation name, object entity, confidence)` of the relations predicted for
+    batch row `i` among its first `n` entities; confidence rounded to 2 decimals in float32 (relik)."""
     for a, b, r in np.argwhere(rel["relation_pred"][i, :n, :n, : len(names)]):
-        conf = float(np.float32(rel["relation_probs"][i, a, b, r]).round(2))
-        triplets.add((ents[a], names[r], ents[b], conf))
-    return labels, triplets
+        yield int(a), names[r], int(b), float(np.float32(rel["relation_probs"][i, a, b, r]).round(2))
 
 
 def finalize_el(text: str, merged: Sequence[tuple[dict, dict, dict]], remove_nme: bool = True) -> list[Span]:
@@ -134,12 +144,8 @@ def typed_window(
     best: dict[CharSpan, tuple[str, float]] = {}
     per_row = []
     for row, out, rel in rows:
-        chars_of = word_chars(row)
         ents = []
-        for k in np.nonzero(out["ent_valid"][0])[0]:
-            ws = row.piece_words[int(out["ent_start"][0, k]) - 1]
-            we = row.piece_words[int(out["ent_end"][0, k]) - 1]
-            span = (chars_of[ws][0], chars_of[we][1])
+        for k, span in word_entity_spans(row, out, 0):
             col = int(out["link_column"][0, k])
             prob = float(out["link_probs"][0, k, col])
             ents.append(span)
@@ -149,11 +155,9 @@ def typed_window(
     label = {span: lab for span, (lab, _) in best.items()}
     triplets = set()
     for row, ents, rel in per_row:
-        n = len(ents)
-        for a, b, r in np.argwhere(rel["relation_pred"][0, :n, :n, : len(row.relations)]):
-            conf = float(np.float32(rel["relation_probs"][0, a, b, r]).round(2))
+        for a, r, b, conf in row_triplets(rel, 0, len(ents), row.relations):
             sa, sb = ents[a], ents[b]
-            triplets.add(((*sa, label[sa]), row.relations[r], (*sb, label[sb]), conf))
+            triplets.add(((*sa, label[sa]), r, (*sb, label[sb]), conf))
     return {(s, e, lab) for (s, e), lab in label.items()}, triplets
 
 

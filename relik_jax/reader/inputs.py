@@ -321,14 +321,14 @@ def typed_rows(
         used += len(item)
     rel_len = max(sum(len(rel_items[k]) for k in part) for part in rel_parts)
     ent_free = free - rel_len
-    nme_item = [vocab.nme_id]
+    head = 1 if use_nme else 0  # the bare --NME-- item that starts every row's list
     ent_parts: list[list[int]] = []
-    part, used = [], len(nme_item) if use_nme else 0
+    part, used = [], head
     for k, c in enumerate(real):
         n = 1 + len(encoder.pieces(c))
         if part and (len(part) >= per_row or used + n > ent_free):
             ent_parts.append(part)
-            part, used = [], len(nme_item) if use_nme else 0
+            part, used = [], head
         if used + n > ent_free:
             raise DataError(
                 f"window {window.window_id} of document {window.doc}: span candidate {c!r} does not fit in "

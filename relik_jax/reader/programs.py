@@ -104,22 +104,9 @@ def predict_spans(
             entity_overflow=jnp.maximum(n_ents - max_entities, 0),
             start_has_end=is_end.any(-1),
         )
-    if c.spec.typed:
+    if c.links:
         out.update(
-            typed_link(
-                model,
-                params,
-                feats,
-                out["ent_start"],
-                out["ent_end"],
-                out["ent_valid"],
-                batch,
-                official_decisions=official_decisions,
-            )
-        )
-    elif c.links:
-        out.update(
-            link(
+            (typed_link if c.spec.typed else link)(
                 model,
                 params,
                 feats,
@@ -151,12 +138,16 @@ def link(
     probs = jax.nn.softmax(logits, axis=-1)
     choosable = cols if official_decisions else cols & (jnp.arange(cols.shape[-1]) >= 1)  # never the [CLS] column
     scored = jnp.where(choosable, probs, -1.0)
-    k = min(top_k, scored.shape[-1])
-    top_p, top_c = jax.lax.top_k(scored, k)
+    return _link_outputs(logits, probs, jnp.argmax(scored, axis=-1), scored, top_k)
+
+
+def _link_outputs(logits, probs, column, scored, top_k: int) -> dict[str, jax.Array]:
+    """The linking outputs both heads return; top-k of `scored` (probabilities, -1 where not choosable)."""
+    top_p, top_c = jax.lax.top_k(scored, min(top_k, scored.shape[-1]))
     return {
         "link_logits": logits,
         "link_probs": probs,
-        "link_column": jnp.argmax(scored, axis=-1).astype(jnp.int32),
+        "link_column": column.astype(jnp.int32),
         "link_top_columns": top_c.astype(jnp.int32),
         "link_top_probs": top_p,
     }
@@ -181,16 +172,8 @@ def typed_link(
     )  # fmt: skip
     cols = batch["symbol_valid"].astype(bool)[:, None, :]
     decided = probs if official_decisions else logits  # relik 1.0.7: argmax of the float32 sigmoids
-    column = jnp.argmax(jnp.where(cols, decided, -jnp.inf), axis=-1).astype(jnp.int32)
-    k = min(top_k, probs.shape[-1])
-    top_p, top_c = jax.lax.top_k(jnp.where(cols, probs, -1.0), k)
-    out = {
-        "link_logits": logits,
-        "link_probs": probs,
-        "link_column": column,
-        "link_top_columns": top_c.astype(jnp.int32),
-        "link_top_probs": top_p,
-    }
+    column = jnp.argmax(jnp.where(cols, decided, -jnp.inf), axis=-1)
+    out = _link_outputs(logits, probs, column, jnp.where(cols, probs, -1.0), top_k)
     if emb is not None:
         out["ent_emb"] = emb
     return out

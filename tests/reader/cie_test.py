@@ -5,7 +5,6 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 import numpy as np
-import optax
 import pytest
 
 from relik_jax.core.errors import CheckpointError, DataError
@@ -17,6 +16,7 @@ from relik_jax.reader.inputs import CandidateEncoder, Vocab, el_rows, tokenize_w
 from relik_jax.reader.labels import collate_train, re_row_labels
 from relik_jax.reader.pipeline import ReaderPipeline
 from relik_jax.reader.spec import get_spec
+from tests.reader.helpers import fit
 
 RELATIONS = ["Work_For", "Kill", "OrgBased_In", "Live_In", "Located_In"]
 
@@ -53,22 +53,9 @@ def test_cie_labels_and_learning(cie, data_dir):
     assert set(batch) >= {"relation_pos", "relation_valid", "gold_ent_label", "end_labels"}
     # links point at real columns (the span's type, here) and never at [CLS]
     assert (batch["gold_ent_label"][batch["gold_ent_valid"]] >= 1).all()
-    tx = optax.adam(3e-3)
-    jb = jax.tree.map(jnp.asarray, batch)
-
-    @jax.jit
-    def step(p, s):
-        loss, g = jax.value_and_grad(lambda p: programs.reader_losses(model, p, jb)["loss"])(p)
-        u, s = tx.update(g, s, p)
-        return optax.apply_updates(p, u), s, loss
-
-    state = tx.init(params)
-    losses = []
-    for _ in range(30):
-        params, state, loss = step(params, state)
-        losses.append(float(loss))
+    params, losses = fit(model, params, batch)
     assert np.isfinite(losses).all() and losses[-1] < 0.5 * losses[0]
-    parts = programs.reader_losses(model, params, jb)
+    parts = programs.reader_losses(model, params, jax.tree.map(jnp.asarray, batch))
     assert set(parts) == {"loss", "start_loss", "end_loss", "link_loss", "relation_loss"}
 
 

@@ -10,6 +10,7 @@ import pytest
 from relik_jax.official.batches import from_official
 from relik_jax.reader import programs
 from relik_jax.reader.model import Reader
+from tests.reader.helpers import fixture_batches, valid_rows
 
 
 def as_jnp(batch):
@@ -28,21 +29,11 @@ def fixture_reader(request, fixtures_dir):
     return task, model, params, tok
 
 
-def _batches(fixtures_dir, name):
-    z = np.load(fixtures_dir / "reader" / f"{name}.npz")
-    for b in range(int(z["meta_n_batches"])):
-        yield {k[len(f"b{b}_") :]: z[k] for k in z.files if k.startswith(f"b{b}_")}
-
-
-def _rows(x, valid):
-    return np.stack([x[b, k] for b in range(valid.shape[0]) for k in range(valid.shape[1]) if valid[b, k]])
-
-
 def test_official_reader_eval_parity(fixture_reader, fixtures_dir):
     """Hidden states, start/end/link/relation logits and every decision equal the official ones."""
     task, model, params, _ = fixture_reader
     n_batches = 0
-    for raw in _batches(fixtures_dir, f"{task}_eval"):
+    for raw in fixture_batches(fixtures_dir, f"{task}_eval"):
         batch = as_jnp(from_official(raw, task))
         out = programs.predict_spans(model, params, batch, max_starts=64, max_entities=128, official_decisions=True)
         mask = raw["attention_mask"].astype(bool)
@@ -53,15 +44,15 @@ def test_official_reader_eval_parity(fixture_reader, fixtures_dir):
             zip(raw["ned_end_rows_batch"], raw["ned_end_rows_start"])
         )
         np.testing.assert_allclose(
-            _rows(np.asarray(out["end_logits"]), valid), raw["ned_end_logits"], atol=1e-4, rtol=0
+            valid_rows(np.asarray(out["end_logits"]), valid), raw["ned_end_logits"], atol=1e-4, rtol=0
         )
         ev = np.asarray(out["ent_valid"])
         count = raw["entity_count"]
         assert (ev.sum(1) == count).all()
         e = raw["entity_start"].shape[1]
         ref_valid = np.arange(e)[None] < count[:, None]
-        assert np.array_equal(_rows(np.asarray(out["ent_start"]), ev), raw["entity_start"][ref_valid])
-        assert np.array_equal(_rows(np.asarray(out["ent_end"]), ev), raw["entity_end"][ref_valid])
+        assert np.array_equal(valid_rows(np.asarray(out["ent_start"]), ev), raw["entity_start"][ref_valid])
+        assert np.array_equal(valid_rows(np.asarray(out["ent_end"]), ev), raw["entity_end"][ref_valid])
         if task == "span":
             c = raw["ed_logits"].shape[2]
             logits = np.asarray(out["link_logits"])[:, :e, :c]
@@ -88,7 +79,7 @@ def test_official_reader_training_losses(fixture_reader, fixtures_dir):
     task, model, params, _ = fixture_reader
     names = {"loss": "loss", "start_loss": "ned_start_loss", "end_loss": "ned_end_loss"}
     names.update({"link_loss": "ed_loss"} if task == "span" else {"relation_loss": "re_loss"})
-    for raw in _batches(fixtures_dir, f"{task}_train"):
+    for raw in fixture_batches(fixtures_dir, f"{task}_train"):
         losses = programs.reader_losses(model, params, as_jnp(from_official(raw, task)))
         for ours, theirs in names.items():
             assert abs(float(losses[ours]) - float(raw[theirs])) <= 1e-4, (
@@ -102,7 +93,7 @@ def test_official_reader_training_losses(fixture_reader, fixtures_dir):
         if task == "span":  # the span model masks its start logits in training too
             start = np.where(batch["prediction_mask"][..., None].astype(bool), -1e30, start)
         np.testing.assert_allclose(start, raw["ned_start_logits"], atol=1e-4, rtol=0)
-        end = _rows(np.asarray(out["end_logits"]), batch["gold_start_valid"])
+        end = valid_rows(np.asarray(out["end_logits"]), batch["gold_start_valid"])
         ref_end = raw["ned_end_logits"]
         finite = ref_end > -1e29
         np.testing.assert_allclose(end[finite], ref_end[finite], atol=1e-4, rtol=0)
@@ -130,7 +121,7 @@ def test_sound_decisions_differ_only_where_documented(fixtures_dir):
 
     model, params, _ = load_reader(fixtures_dir / "models" / "relik-reader-span-tiny")
     changed_end = changed_link = same = 0
-    for raw in _batches(fixtures_dir, "span_eval"):
+    for raw in fixture_batches(fixtures_dir, "span_eval"):
         batch = as_jnp(from_official(raw, "span"))
         off = programs.predict_spans(model, params, batch, max_starts=64, max_entities=64, official_decisions=True)
         ours = programs.predict_spans(model, params, batch, max_starts=64, max_entities=64)
@@ -151,7 +142,7 @@ def test_sound_decisions_differ_only_where_documented(fixtures_dir):
 
 def test_start_cap_overflow_is_counted(fixture_reader, fixtures_dir):
     task, model, params, _ = fixture_reader
-    raw = next(_batches(fixtures_dir, f"{task}_eval"))
+    raw = next(fixture_batches(fixtures_dir, f"{task}_eval"))
     out = programs.predict_spans(model, params, as_jnp(from_official(raw, task)), max_starts=1, max_entities=2)
     n_starts = int((np.asarray(raw["ned_start_logits"])[..., 1] > np.asarray(raw["ned_start_logits"])[..., 0]).sum())
     assert int(np.asarray(out["start_overflow"]).sum()) == n_starts - int(np.asarray(out["start_valid"]).sum()) > 0

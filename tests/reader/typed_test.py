@@ -22,6 +22,7 @@ from relik_jax.reader import programs
 from relik_jax.reader.inputs import collate, tokenize_words, typed_rows
 from relik_jax.reader.model import Reader
 from relik_jax.reader.pipeline import ReaderPipeline
+from tests.reader.helpers import fit, fixture_batches, valid_rows
 
 TOL = 1e-4
 FEW = {"length_buckets": (128, 256, 512), "column_buckets": (8, 16, 64)}  # fewer shapes to compile
@@ -32,16 +33,6 @@ def typed_reader(fixtures_dir):
     from relik_jax.reader.checkpoint import load_reader
 
     return load_reader(fixtures_dir / "models" / "relik-reader-cie-tiny")
-
-
-def _batches(fixtures_dir, name):
-    z = np.load(fixtures_dir / "reader" / f"{name}.npz")
-    for b in range(int(z["meta_n_batches"])):
-        yield {k[len(f"b{b}_") :]: z[k] for k in z.files if k.startswith(f"b{b}_")}
-
-
-def _rows(x, valid):
-    return np.stack([x[b, k] for b in range(valid.shape[0]) for k in range(valid.shape[1]) if valid[b, k]])
 
 
 def _close(ours, ref, what):
@@ -76,7 +67,7 @@ def test_official_typed_eval_parity(typed_reader, fixtures_dir):
             model, p, *vectors, out["ent_valid"][:, :e], batch["relation_valid"], threshold=0.5
         )
 
-    for raw in _batches(fixtures_dir, "cie_eval"):
+    for raw in fixture_batches(fixtures_dir, "cie_eval"):
         batch = jax.tree.map(jnp.asarray, from_official(raw, "typed"))
         out = predict(params, batch)
         mask = raw["attention_mask"].astype(bool)
@@ -91,7 +82,7 @@ def test_official_typed_eval_parity(typed_reader, fixtures_dir):
             zip(raw["ned_end_rows_batch"], raw["ned_end_rows_start"])
         )
         if valid.any():
-            _close(_rows(np.asarray(out["end_logits"]), valid), raw["ned_end_logits"], "end logits")
+            _close(valid_rows(np.asarray(out["end_logits"]), valid), raw["ned_end_logits"], "end logits")
         count = raw["entity_count"]
         ev = np.asarray(out["ent_valid"])
         assert (ev.sum(1) == count).all()
@@ -101,8 +92,8 @@ def test_official_typed_eval_parity(typed_reader, fixtures_dir):
             assert count.sum() == 0
             seen["empty"] += 1
             continue
-        assert np.array_equal(_rows(np.asarray(out["ent_start"]), ev), raw["entity_start"][ref_valid])
-        assert np.array_equal(_rows(np.asarray(out["ent_end"]), ev), raw["entity_end"][ref_valid])
+        assert np.array_equal(valid_rows(np.asarray(out["ent_start"]), ev), raw["entity_start"][ref_valid])
+        assert np.array_equal(valid_rows(np.asarray(out["ent_end"]), ev), raw["entity_end"][ref_valid])
         n_t, n_r = raw["ned_type_logits"].shape[2], raw["re_entities_logits"].shape[2]
         _close(np.asarray(out["link_logits"])[:, :e, :n_t][ref_valid], raw["ned_type_logits"][ref_valid], "type")
         np.testing.assert_allclose(
@@ -135,7 +126,7 @@ def test_official_typed_training_losses(typed_reader, fixtures_dir):
     names = {"loss": "loss", "start_loss": "ned_start_loss", "end_loss": "ned_end_loss",
              "link_loss": "ned_type_loss", "relation_loss": "re_loss"}  # fmt: skip
     n = 0
-    for raw in _batches(fixtures_dir, "cie_train"):
+    for raw in fixture_batches(fixtures_dir, "cie_train"):
         batch = from_official(raw, "typed")
         losses = jax.jit(lambda p, b: programs.reader_losses(model, p, b))(params, jax.tree.map(jnp.asarray, batch))
         for ours, theirs in names.items():
@@ -278,7 +269,7 @@ def test_typed_training_labels_equal_the_official(typed_reader, fixtures_dir):
     for r in read_jsonl(fixtures_dir / "reader" / "cie_rows.jsonl"):
         if r["fixture"] == "cie_train":
             by_batch[r["batch"]].append(r)
-    for b, raw in enumerate(_batches(fixtures_dir, "cie_train")):
+    for b, raw in enumerate(fixture_batches(fixtures_dir, "cie_train")):
         rows, labels = [], []
         for r in sorted(by_batch[b], key=lambda r: r["row"]):
             d = docs[r["doc"]]
@@ -308,8 +299,6 @@ def test_typed_training_labels_equal_the_official(typed_reader, fixtures_dir):
 
 def test_typed_reader_learns(fixtures_dir, data_dir):
     """A new typed reader (our symbols, use_nme) learns CoNLL04 types and relations on a few windows."""
-    import optax
-
     from relik_jax.data.formats import read_re
     from relik_jax.reader.factory import new_reader
     from relik_jax.reader.labels import collate_train, re_row_labels
@@ -328,21 +317,10 @@ def test_typed_reader_learns(fixtures_dir, data_dir):
             labels.append(re_row_labels(row, list(d.spans), list(d.triplets)))
     batch, cut = collate_train(rows, labels, get_spec("typed"), batch_size=len(rows), max_starts=16, max_entities=16)
     assert cut == 0 and (batch["gold_ent_label"][batch["gold_ent_valid"]] >= 1).all()  # column 0 is --NME--
-    tx = optax.adam(3e-3)
-    jb = jax.tree.map(jnp.asarray, batch)
-
-    @jax.jit
-    def step(p, s):
-        loss, g = jax.value_and_grad(lambda p: programs.reader_losses(model, p, jb)["loss"])(p)
-        u, s = tx.update(g, s, p)
-        return optax.apply_updates(p, u), s, loss
-
-    state = tx.init(params)
-    losses = []
-    for _ in range(30):
-        params, state, loss = step(params, state)
-        losses.append(float(loss))
+    params, losses = fit(model, params, batch)
     assert np.isfinite(losses).all() and losses[-1] < 0.5 * losses[0]
-    logits = np.asarray(model.apply({"params": params}, jb)["link_logits"])  # teacher-forced, gold entities
+    logits = np.asarray(
+        model.apply({"params": params}, jax.tree.map(jnp.asarray, batch))["link_logits"]
+    )  # teacher-forced, gold entities
     v = batch["gold_ent_valid"]
     assert (logits.argmax(-1)[v] == batch["gold_ent_label"][v]).mean() >= 0.8  # the types are learnt
