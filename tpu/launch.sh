@@ -1,18 +1,22 @@
 #!/usr/bin/env bash
-# Runs the same training command on every worker of a (multi-host) Cloud TPU VM.
-#   tpu/launch.sh TPU_NAME ZONE CONFIG WORKDIR [--config.x=y ...]
-# e.g. tpu/launch.sh my-v4-32 us-central2-b configs/rebel.py gs://bucket/runs/rebel --config.data.dir=/data/rebel
-# Every worker runs `python -m relik_jax.train` with distributed.initialize=True (on Cloud TPU,
-# jax.distributed.initialize() finds the coordinator by itself); each host feeds its slice of the
-# global batch, Orbax writes one checkpoint from all hosts, metrics come from process 0. WORKDIR
-# must be shared by all hosts (a gs:// bucket or a shared file system) for checkpoints to resume.
+# Runs `python -m relik_jax.train` on every worker, in the background, resuming after a crash.
+#   tpu/launch.sh NAME ZONE CONFIG WORKDIR [--config.x=y ...] [--dry-run]
+# e.g. tpu/launch.sh relik-v5e us-west4-a configs/aida_large.py gs://bucket/runs/aida \
+#        --config.model.encoder=/data/deberta-v3-large --config.data.dir=/data/aida
+# Each worker loops: train (which resumes from WORKDIR's last Orbax checkpoint) until it exits 0,
+# at most 20 tries; the log is ~/relik-train.log on each worker (tpu/logs.sh follows worker 0).
+# WORKDIR must be shared by all hosts: a gs:// bucket (Orbax writes it directly).
 set -euo pipefail
-TPU_NAME=${1:?usage: tpu/launch.sh TPU_NAME ZONE CONFIG WORKDIR [overrides...]}
-ZONE=${2:?}
-CONFIG=${3:?}
-WORKDIR=${4:?}
+# shellcheck source=tpu/common.sh
+source "$(dirname "$0")/common.sh"
+parse_dry_run "$@"
+set -- "${ARGS[@]}"
+(($# >= 4)) || die "usage: tpu/launch.sh NAME ZONE CONFIG WORKDIR [--config.x=y ...] [--dry-run]"
+NAME=$1 ZONE=$2 CONFIG=$3 WORKDIR=$4
 shift 4
-gcloud compute tpus tpu-vm ssh "$TPU_NAME" --zone "$ZONE" --worker=all --command "
-  cd ~/relik_jax && ~/relik-venv/bin/python -m relik_jax.train --config=$CONFIG --workdir=$WORKDIR \
-    --config.distributed.initialize=True $*
-"
+OVERRIDES=""
+for a in "$@"; do OVERRIDES+=" $(printf '%q' "$a")"; done
+# shellcheck disable=SC2088  # ~ expands on the worker
+TRAIN="~/relik-venv/bin/python -m relik_jax.train --config=$CONFIG --workdir=$WORKDIR --config.distributed.initialize=True$OVERRIDES"
+REMOTE="cd ~/relik_jax && nohup bash -c 'for i in \$(seq 20); do $TRAIN && exit 0; echo \"relaunch \$i\"; sleep 30; done; exit 1' > ~/relik-train.log 2>&1 &"
+on_workers "$NAME" "$ZONE" all "$REMOTE"

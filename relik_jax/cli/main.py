@@ -5,7 +5,7 @@ from __future__ import annotations
 import sys
 from collections.abc import Callable
 
-from relik_jax.cli import annotate, convert, encode, evaluate, index, run_main, serve, to_dpr, train
+from relik_jax.cli import annotate, aot, convert, encode, evaluate, index, run_main, serve, to_dpr, train
 
 
 def _argparse(main: Callable[[list[str]], int]) -> Callable[[list[str]], None]:
@@ -17,6 +17,8 @@ def _argparse(main: Callable[[list[str]], int]) -> Callable[[list[str]], None]:
 COMMANDS: dict[str, tuple[str, Callable[[list[str]], None]]] = {
     "train": ("train a reader or a retriever from a config (configs/*.py)",
               lambda argv: train.run(["relik-jax train", *argv])),  # absl flags: its own parsing
+    "aot": ("compile a config's train step for a TPU topology on this machine: per-chip memory, FLOPs",
+            lambda argv: aot.run(["relik-jax aot", *argv])),
     "evaluate": ("end-to-end entity linking scores (GERBIL InKB, MD, recall@k) of a model", _argparse(evaluate.main)),
     "annotate": ("annotate a file of documents with a model (resumable)", _argparse(annotate.main)),
     "serve": ("an HTTP API over a model, with dynamic batching (the `serve` extra)", _argparse(serve.main)),

@@ -33,12 +33,13 @@ def main(argv) -> int:
     return 0
 
 
-def run(argv: list[str] | None = None) -> None:
-    """Parses the flags (a bad one is one line, exit status 2) and trains."""
+def run(argv: list[str] | None = None, command=None) -> None:
+    """Parses the flags (a bad one is one line, exit status 2) and trains (or runs `command(argv)`,
+    another absl command with a `--config`)."""
 
     def wrapped(argv):
         logging.getLogger("absl").setLevel(logging.WARNING)
-        return report_error(main, argv)
+        return report_error(command or main, argv)
 
     def parse(argv):
         try:

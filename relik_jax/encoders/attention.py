@@ -14,7 +14,9 @@ from typing import Any
 
 import jax
 import jax.numpy as jnp
+from jax.sharding import PartitionSpec as P
 
+from relik_jax.core.errors import ConfigError
 from relik_jax.encoders.dropout import dropout
 
 Dtype = Any
@@ -133,3 +135,101 @@ def dot_product_attention(
     if use_dropout:
         xs.append(jax.random.split(dropout_rng, b * n))
     return merge_heads(map_pairs(one_pair, xs, block), n)
+
+
+# ---- implementations: one switch chosen by backend --------------------------------------------
+
+# blocked: the XLA:CPU-tuned per-pair blocks above (block 0 = one fused computation);
+# xla: `jax.nn.dot_product_attention(implementation="xla")`; cudnn: the same with cuDNN's fused
+# kernel (GPU; padding as sequence lengths); splash: the TPU splash-attention Pallas kernel
+# (padding as segment ids; lengths that are not a multiple of 128 run as `xla`). The fused
+# implementations do not apply attention-probability dropout.
+IMPLEMENTATIONS = ("auto", "blocked", "xla", "cudnn", "splash")
+
+
+def resolve_implementation(name: str, *, backend: str | None = None, relative: bool = False) -> str:
+    """The implementation `name` means on `backend` (default: JAX's): `auto` is blocked on CPU,
+    cuDNN on GPU, splash on TPU. Encoders with relative-position terms in their scores (DeBERTa)
+    run their own per-pair attention: `auto` is blocked on CPU and one fused XLA computation
+    elsewhere; the fused kernels cannot add those terms."""
+    if name not in IMPLEMENTATIONS:
+        raise ConfigError(f"unknown attention implementation {name!r} ({' | '.join(IMPLEMENTATIONS)})")
+    backend = backend or jax.default_backend()
+    if name == "auto":
+        if backend == "cpu":
+            return "blocked"
+        if relative:
+            return "xla"
+        return {"gpu": "cudnn", "cuda": "cudnn", "rocm": "cudnn", "tpu": "splash"}.get(backend, "xla")
+    if relative and name in ("cudnn", "splash"):
+        raise ConfigError(
+            f"attention {name!r}: this encoder adds relative-position terms to its attention scores, which the "
+            "fused kernel cannot take; use 'xla' (one fused XLA computation) or 'blocked'"
+        )
+    return name
+
+
+def fused_attention(
+    q_BLND: jax.Array, k_BLND: jax.Array, v_BLND: jax.Array, key_mask_BL: jax.Array, *, implementation: str,
+    dtype: Dtype = jnp.float32,
+) -> jax.Array:  # fmt: skip
+    """`xla` / `cudnn` / `splash` attention → `[B, L, N*D]` float32; `q` is already scaled,
+    `key_mask` is True on real keys (a prefix of each row for cuDNN)."""
+    b, length, n, d = q_BLND.shape
+    q, k, v = (x.astype(dtype) for x in (q_BLND, k_BLND, v_BLND))
+    if implementation == "splash" and length % 128:
+        implementation = "xla"  # the kernel tiles by 128: shorter buckets run as one fused XLA computation
+    if implementation == "splash":
+        out = splash_attention(q, k, v, key_mask_BL)
+    elif implementation == "cudnn":
+        lengths = key_mask_BL.astype(jnp.int32).sum(-1)
+        out = jax.nn.dot_product_attention(
+            q, k, v, scale=1.0, query_seq_lengths=lengths, key_value_seq_lengths=lengths, implementation="cudnn"
+        )
+    elif implementation == "xla":
+        out = jax.nn.dot_product_attention(q, k, v, scale=1.0, mask=key_mask_BL[:, None, None, :], implementation="xla")
+    else:
+        raise ValueError(f"not a fused attention implementation: {implementation!r}")
+    return out.astype(jnp.float32).reshape(b, length, n * d)
+
+
+def splash_attention(q_BLND, k_BLND, v_BLND, key_mask_BL, *, interpret: bool = False) -> jax.Array:
+    """The splash-attention Pallas kernel (TPU; `interpret` runs it anywhere, slowly) → `[B, L, N, D]`.
+
+    Padding is a segment: real tokens are segment 1, padding 0, so a real query sees only real keys
+    (a padding query sees padding: its output is never read). Under a mesh (`jax.set_mesh`) the
+    kernel runs per shard (`shard_map`): batch over 'data', heads over 'model'."""
+    from jax.experimental.pallas.ops.tpu.splash_attention import (  # Pallas: loaded when splash runs
+        splash_attention_kernel as sk,
+    )
+    from jax.experimental.pallas.ops.tpu.splash_attention import splash_attention_mask as sm  # (same)
+
+    length = q_BLND.shape[1]
+    blk = next((t for t in (512, 256, 128) if length % t == 0), length if interpret else None)
+    if blk is None:
+        raise ValueError(f"splash attention tiles the sequence by 128: the length ({length}) must be a multiple of 128")
+
+    def local(q, k, v, mask):  # [b, L, n, D] on one shard
+        n = q.shape[2]
+        heads = sm.MultiHeadMask([sm.FullMask((length, length)) for _ in range(n)])
+        sizes = sk.BlockSizes(
+            block_q=blk, block_kv=blk, block_kv_compute=blk, block_q_dkv=blk, block_kv_dkv=blk,
+            block_kv_dkv_compute=blk, block_q_dq=blk, block_kv_dq=blk,
+        )  # fmt: skip
+        kernel = sk.make_splash_mha(heads, block_sizes=sizes, head_shards=1, q_seq_shards=1, interpret=interpret)
+        seg = mask.astype(jnp.int32)
+
+        def one(q1, k1, v1, s1):  # [L, n, D]
+            out = kernel(q1.transpose(1, 0, 2), k1.transpose(1, 0, 2), v1.transpose(1, 0, 2),
+                         segment_ids=sk.SegmentIds(q=s1, kv=s1))  # fmt: skip
+            return out.transpose(1, 0, 2)
+
+        return jax.vmap(one)(q, k, v, seg)
+
+    mesh = jax.sharding.get_abstract_mesh()
+    if mesh.empty or not {"data", "model"} <= set(mesh.axis_names):
+        return local(q_BLND, k_BLND, v_BLND, key_mask_BL)
+    qkv, m = P("data", None, "model", None), P("data", None)
+    return jax.shard_map(local, mesh=mesh, in_specs=(qkv, qkv, qkv, m), out_specs=qkv, check_vma=False)(
+        q_BLND, k_BLND, v_BLND, key_mask_BL
+    )

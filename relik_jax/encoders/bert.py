@@ -17,6 +17,7 @@ from relik_jax.encoders.layers import (
     EncoderModule,
     Intermediate,
     embed,
+    remat_layer,
 )
 
 
@@ -50,6 +51,11 @@ class BertSelfAttention(EncoderModule):
         q = self.dense(c.hidden_size, ("embed", "heads"), "query")(x) * (c.head_dim**-0.5)
         k = self.dense(c.hidden_size, ("embed", "heads"), "key")(x)
         v = self.dense(c.hidden_size, ("embed", "heads"), "value")(x)
+        impl = attn.resolve_implementation(c.attention)
+        if impl != "blocked":
+            return attn.fused_attention(
+                heads(q), heads(k), heads(v), key_mask_BL, implementation=impl, dtype=self.dtype
+            )
         use_dropout = not deterministic and c.attention_dropout > 0.0
         return attn.dot_product_attention(
             heads(q),
@@ -84,9 +90,10 @@ class BertStack(EncoderModule):
     @nn.compact
     def __call__(self, x, key_mask_BL, block: int, deterministic: bool):
         kw = dict(config=self.config, dtype=self.dtype, param_dtype=self.param_dtype)
+        layer = remat_layer(BertLayer, self.config.remat, static_argnums=(3, 4))
         hidden = [x]
         for i in range(self.config.num_layers):
-            x = BertLayer(**kw, name=f"layer_{i}")(x, key_mask_BL, block, deterministic)
+            x = layer(**kw, name=f"layer_{i}")(x, key_mask_BL, block, deterministic)
             hidden.append(x)
         return hidden
 

@@ -8,6 +8,7 @@ from typing import Any
 from relik_jax.core.errors import CheckpointError
 
 SUPPORTED_MODEL_TYPES = ("bert", "deberta-v2")
+REMAT_POLICIES = ("none", "layer", "dots_saveable")  # none | recompute each layer | keep its matmul outputs
 _ACTIVATIONS = ("gelu", "gelu_new", "gelu_pytorch_tanh", "relu", "tanh")
 
 
@@ -45,6 +46,11 @@ class EncoderConfig:
     conv_kernel_size: int = 0
     conv_groups: int = 1
     conv_act: str = "tanh"
+    # How the layers run, not what they are (never written to config.json): the attention
+    # implementation (`attention.IMPLEMENTATIONS`; "auto" picks by backend) and the
+    # rematerialisation of each layer in the backward pass (`REMAT_POLICIES`).
+    attention: str = "auto"
+    remat: str = "none"
     hf_config: dict[str, Any] = dataclasses.field(default_factory=dict, compare=False, repr=False)
 
     @property

@@ -23,6 +23,7 @@ from relik_jax.encoders.layers import (
     EncoderModule,
     Intermediate,
     embed,
+    remat_layer,
 )
 
 
@@ -192,8 +193,9 @@ class DebertaV2Stack(EncoderModule):
                 rel_emb = self.norm()(rel_emb)
         embeddings = x
         hidden = [x]
+        layer = remat_layer(DebertaV2Layer, c.remat, static_argnums=(4, 5))
         for i in range(c.num_layers):
-            x = DebertaV2Layer(**kw, name=f"layer_{i}")(x, mask_BL, rel_emb, block, deterministic)
+            x = layer(**kw, name=f"layer_{i}")(x, mask_BL, rel_emb, block, deterministic)
             if i == 0 and c.conv_kernel_size > 0:
                 x = ConvLayer(**kw, name="conv")(embeddings, x, mask_BL, deterministic)
             hidden.append(x)

@@ -16,8 +16,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from relik_jax.core.errors import ConfigError
 from relik_jax.encoders import attention as attn
-from relik_jax.encoders.config import EncoderConfig
+from relik_jax.encoders.config import REMAT_POLICIES, EncoderConfig
 from relik_jax.encoders.dropout import Dropout
 
 Dtype = Any
@@ -136,6 +137,18 @@ def resolve_block(block: int | None, input_ids: jax.Array, num_heads: int, deter
     )
 
 
+def remat_layer(layer_cls: type[nn.Module], policy: str, static_argnums: tuple[int, ...]) -> type[nn.Module]:
+    """`layer_cls` recomputed in the backward pass (`jax.checkpoint` per layer): `layer` keeps
+    nothing of its forward, `dots_saveable` keeps the matmul outputs; `none` is `layer_cls` itself.
+    `static_argnums` count `self` as 0 (flax's convention)."""
+    if policy == "none":
+        return layer_cls
+    if policy not in REMAT_POLICIES:
+        raise ConfigError(f"unknown remat policy {policy!r} ({' | '.join(REMAT_POLICIES)})")
+    saved = jax.checkpoint_policies.dots_saveable if policy == "dots_saveable" else None
+    return nn.remat(layer_cls, policy=saved, static_argnums=static_argnums)
+
+
 class EncoderModule(nn.Module):
     """Base of every encoder sub-module: architecture, compute dtype, parameter dtype."""
 
@@ -198,7 +211,11 @@ class Encoder(EncoderModule):
             attention_mask = jnp.ones_like(input_ids)
         if token_type_ids is None:
             token_type_ids = jnp.zeros_like(input_ids)
-        block = resolve_block(attention_block, input_ids, self.config.num_heads, deterministic, self.dtype)
+        c = self.config
+        fused = attn.resolve_implementation(c.attention, relative=c.relative_attention) != "blocked"
+        if fused and attention_block is None:
+            attention_block = 0  # one fused computation (DeBERTa's own attention; BERT calls the kernel)
+        block = resolve_block(attention_block, input_ids, c.num_heads, deterministic, self.dtype)
         hidden, pooled = self.layers(input_ids, attention_mask, token_type_ids, block, deterministic)
         return EncoderOutput(hidden[-1], tuple(hidden) if output_hidden_states else None, pooled)
 

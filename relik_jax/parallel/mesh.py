@@ -57,7 +57,23 @@ def mesh_dims(shape: Mapping[str, int] | Sequence[int], n_devices: int) -> list[
 def logical_shardings(abstract_tree: Any, mesh: Mesh, rules: Sequence[tuple[str, str | None]] = DEFAULT_RULES) -> Any:
     """NamedShardings of a (boxed, abstract) tree (params, a train state) from its logical axis names."""
     specs = nn.get_partition_spec(abstract_tree)
-    return nn.logical_to_mesh_sharding(specs, mesh, list(rules))
+    shardings = nn.logical_to_mesh_sharding(specs, mesh, list(rules))
+    return jax.tree.map(lambda a, s: divisible(s, a.shape), nn.unbox(abstract_tree), shardings)
+
+
+def divisible(sharding: NamedSharding, shape: Sequence[int]) -> NamedSharding:
+    """`sharding` with every dimension its mesh axes do not divide evenly left whole (e.g. a
+    vocabulary of 30,547 rows on a 2-way 'model' axis is replicated rather than refused)."""
+    spec = list(sharding.spec) + [None] * (len(shape) - len(sharding.spec))
+    mesh = sharding.mesh
+    changed = False
+    for i, p in enumerate(spec):
+        if p is None:
+            continue
+        size = int(np.prod([mesh.shape[a] for a in (p if isinstance(p, tuple) else (p,))]))
+        if shape[i] % size:
+            spec[i], changed = None, True
+    return NamedSharding(mesh, PartitionSpec(*spec)) if changed else sharding
 
 
 def batch_sharding(mesh: Mesh, ndim: int = 1) -> NamedSharding:
@@ -89,3 +105,26 @@ def shard_batch(
             else jax.device_put(v, batch_sharding(mesh, v.ndim))
         )
     return out
+
+
+def fsdp_shardings(shardings: Any, abstract: Any, mesh: Mesh, *, axis: str = "data", min_size: int = 1 << 16) -> Any:
+    """FSDP / ZeRO-3: every array of at least `min_size` elements is also split over `axis` along
+    its largest dimension that is not split yet and divides evenly (a parameter and its optimizer
+    moments the same way); XLA gathers a layer's weights when it runs and reduce-scatters the
+    gradients. Smaller arrays (biases, norms) stay as they were."""
+    n = mesh.shape[axis]
+
+    def one(a, s: NamedSharding) -> NamedSharding:
+        if n == 1 or int(np.prod(a.shape)) < min_size:
+            return s
+        spec = list(s.spec) + [None] * (len(a.shape) - len(s.spec))
+        if any(axis == p or (isinstance(p, tuple) and axis in p) for p in spec):
+            return s
+        free = [i for i, p in enumerate(spec) if p is None and a.shape[i] % n == 0]
+        if not free:
+            return s
+        i = max(free, key=lambda k: a.shape[k])
+        spec[i] = axis
+        return NamedSharding(mesh, PartitionSpec(*spec))
+
+    return jax.tree.map(one, abstract, shardings)

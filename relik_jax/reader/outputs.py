@@ -7,6 +7,7 @@ import dataclasses
 from typing import Any
 
 from relik_jax.core.types import Span, Triplet
+from relik_jax.reader import html
 from relik_jax.reader.spec import RELATION_TASKS
 
 
@@ -35,6 +36,14 @@ class RelikOutput:
     words: list[str] = dataclasses.field(default_factory=list)  # the tokens (spaCy words) of the text
     word_starts: list[int] = dataclasses.field(default_factory=list)  # char offset of each word
     id: Any = None
+
+    def _repr_html_(self) -> str:
+        """A notebook shows the output as highlighted text (`relik_jax.reader.html`)."""
+        return html.fragment(self)
+
+    def to_html(self, **kwargs: Any) -> str:
+        """This document as an HTML fragment (see `relik_jax.reader.html.render` for the options)."""
+        return html.fragment(self, **kwargs)
 
     def to_official_dict(self, task: str, with_windows: bool = False) -> dict[str, Any]:
         """The official `RelikOutput` jsonl shape: spans `[start, end, label, text]`, and triplets

@@ -16,6 +16,8 @@ import ml_collections
 
 from relik_jax.core.errors import ConfigError
 from relik_jax.data.tfds_builders import dataset_spec
+from relik_jax.encoders.attention import IMPLEMENTATIONS
+from relik_jax.encoders.config import REMAT_POLICIES
 from relik_jax.parallel.mesh import mesh_dims
 from relik_jax.reader.spec import get_spec, task_name
 from relik_jax.training.joint_task import JointTask
@@ -43,6 +45,9 @@ def base_config() -> ml_collections.ConfigDict:
     c.model = ml_collections.ConfigDict()
     c.model.encoder = "minilm"  # a local Hugging Face folder, or "minilm" (the embedded default)
     c.model.compute_dtype = "float32"  # or "bfloat16" (params stay float32)
+    # attention implementation: auto (blocked on CPU, cuDNN on GPU, splash on TPU) | blocked | xla | cudnn | splash
+    c.model.attention = "auto"
+    c.model.remat = "none"  # recompute in the backward: none | layer (each encoder layer) | dots_saveable
 
     c.reader = ml_collections.ConfigDict()
     c.reader.task = "re"  # el | re | typed | cie
@@ -138,6 +143,7 @@ def base_config() -> ml_collections.ConfigDict:
     c.mesh = ml_collections.ConfigDict()
     c.mesh.data = -1  # all devices
     c.mesh.model = 1
+    c.mesh.fsdp = False  # also split params + optimizer state over 'data' (FSDP / ZeRO-3)
 
     c.checkpoint = ml_collections.ConfigDict()
     c.checkpoint.every = 200
@@ -262,6 +268,10 @@ def validate(c: ml_collections.ConfigDict, *, devices: int | None = None, proces
         if c.reader.candidates == "retrieved" and c.reader.retriever == "none":
             raise ConfigError("reader.candidates = 'retrieved' needs a retriever (reader.retriever is 'none')")
     validate_optim(c.optim)
+    if c.model.attention not in IMPLEMENTATIONS:
+        raise ConfigError(f"model.attention must be one of {IMPLEMENTATIONS}, got {c.model.attention!r}")
+    if c.model.remat not in REMAT_POLICIES:
+        raise ConfigError(f"model.remat must be one of {REMAT_POLICIES}, got {c.model.remat!r}")
     if c.train.rng_impl not in RNG_IMPLS:
         raise ConfigError(f"train.rng_impl must be one of {RNG_IMPLS}, got {c.train.rng_impl!r}")
     bs = c.train.batch_size

@@ -25,6 +25,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -34,7 +35,7 @@ from tensorboardX import SummaryWriter
 from tqdm.auto import tqdm
 
 from relik_jax.core.errors import RelikJaxError
-from relik_jax.parallel.mesh import logical_shardings, make_mesh, replicated, shard_batch
+from relik_jax.parallel.mesh import fsdp_shardings, logical_shardings, make_mesh, replicated, shard_batch
 from relik_jax.training.optim import make_optimizer
 from relik_jax.training.state import TrainState
 from relik_jax.training.task import Finish, Task
@@ -187,6 +188,8 @@ def train_and_evaluate(config, workdir: str | Path, task: Task) -> TrainResult:
 
     abstract_state = jax.eval_shape(lambda p: TrainState.create(p, tx), task.abstract_params())
     state_sharding = logical_shardings(abstract_state, mesh)
+    if config.mesh.fsdp:
+        state_sharding = fsdp_shardings(state_sharding, nn.unbox(abstract_state), mesh)
     state = jax.jit(lambda p: TrainState.create(p, tx), out_shardings=state_sharding)(task.init_params)
 
     mngr, best_mngr = _checkpoint_managers(workdir, config.checkpoint)
@@ -291,8 +294,9 @@ def train_and_evaluate(config, workdir: str | Path, task: Task) -> TrainResult:
 
 
 def rng_impl(name: str) -> str:
-    """`auto`: philox4x32 (cheaper dropout masks on CPU) on one process; threefry2x32 across
-    processes (XLA:CPU cannot lower philox bit generation in multi-process programs)."""
+    """`auto`: philox4x32 (cheaper dropout masks on CPU) on one device; threefry2x32 across
+    devices or processes (XLA:CPU cannot lower philox bit generation in partitioned programs:
+    "Unable to convert MHLO to StableHLO")."""
     if name == "auto":
-        return "philox4x32" if jax.process_count() == 1 else "threefry2x32"
+        return "philox4x32" if jax.process_count() == 1 and jax.device_count() == 1 else "threefry2x32"
     return name

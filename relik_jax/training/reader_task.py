@@ -44,6 +44,7 @@ from relik_jax.reader.pipeline import ReaderPipeline
 from relik_jax.reader.spec import get_spec
 from relik_jax.retriever.dense import DenseRetriever
 from relik_jax.retriever.passages import entity_passage, kb_titles, relation_passages
+from relik_jax.training.runtime import with_runtime
 from relik_jax.training.task import Finish
 
 log = logging.getLogger(__name__)
@@ -86,6 +87,7 @@ class ReaderTask:
             )
         if config.init_from:
             params = self._init_from(config.init_from, params)
+        model = with_runtime(model, config)  # model.attention / model.remat
         self.model, self.init_params, self.tokenizer = model, params, tokenizer
         self.num_layers = model.config.encoder.num_layers
         self.pipeline = ReaderPipeline(

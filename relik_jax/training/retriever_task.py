@@ -24,6 +24,7 @@ from relik_jax.retriever import dpr
 from relik_jax.retriever.dense import DenseRetriever
 from relik_jax.retriever.model import BiEncoder
 from relik_jax.retriever.passages import entity_passage, kb_titles, relation_passages
+from relik_jax.training.runtime import with_runtime
 from relik_jax.training.task import Finish
 
 
@@ -48,7 +49,7 @@ class RetrieverTask:
             self.retriever = DenseRetriever.load(config.init_from, with_index=False, **kw)
         else:
             self.retriever = DenseRetriever.from_encoder(config.model.encoder, **kw)
-        self.model: BiEncoder = self.retriever.model
+        self.model: BiEncoder = with_runtime(self.retriever.model, config)  # model.attention / model.remat
         self.init_params = self.retriever.params
         self.num_layers = self.model.config.question.num_layers
         self.samples = dict(samples) if samples is not None else {}

@@ -1,0 +1,156 @@
+"""`python -m relik_jax.aot`: compiling the real train step for TPU topologies on this CPU (libtpu's
+compile-only devices), the memory levers it measures, and the one-line error of a config too large."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+pytest.importorskip("libtpu", reason="the tpu extra (libtpu) is not installed: pip install -e '.[tpu]'")
+
+from relik_jax.core.errors import ConfigError
+from relik_jax.training import aot
+from relik_jax.training.config import load
+
+REPO = Path(__file__).resolve().parents[2]
+TINY_BERT = {
+    "model_type": "bert", "vocab_size": 1000, "hidden_size": 128, "num_hidden_layers": 2, "num_attention_heads": 4,
+    "intermediate_size": 256, "max_position_embeddings": 512, "type_vocab_size": 2,
+}  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def tiny_encoder(tmp_path_factory) -> Path:
+    """An encoder folder with only a config.json: compiling needs shapes, not weights."""
+    folder = tmp_path_factory.mktemp("tiny-bert-shapes")
+    (folder / "config.json").write_text(json.dumps(TINY_BERT))
+    return folder
+
+
+def _aot(*args: str, timeout: int = 900) -> subprocess.CompletedProcess:
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    return subprocess.run(
+        [sys.executable, "-m", "relik_jax.aot", *args], cwd=REPO, env=env, capture_output=True, text=True,
+        timeout=timeout,
+    )  # fmt: skip
+
+
+def test_rebel_compiles_for_v5e_2x2_with_its_collectives(tmp_path):
+    """The README's main config, its real train step and reader forward, on a 4-chip v5e: positive
+    per-chip figures, and the data-parallel gradient all-reduce in the sharded step."""
+    out = tmp_path / "aot.json"
+    r = _aot("--config=configs/rebel.py", "--topology=v5e:2x2", f"--json={out}")
+    assert r.returncode == 0, r.stderr[-3000:]
+    rep = json.loads(out.read_text())["reports"][0]
+    assert rep["chips"] == 4 and rep["mesh"] == [4, 1] and rep["fits"]
+    assert rep["attention"] == "splash"  # auto on TPU: the Pallas kernel
+    assert rep["param_bytes"] > 0 and rep["opt_state_bytes"] == pytest.approx(2 * rep["param_bytes"], rel=0.01)
+    step, fwd = rep["programs"]
+    assert step["name"] == "train_step" and fwd["name"] == "reader_forward"
+    for p in (step, fwd):
+        assert p["fits"] and p["argument_bytes"] > 0 and p["temp_bytes"] > 0 and p["flops"] > 0
+        assert 0 < p["peak_bytes"] < rep["hbm_bytes"]
+    assert step["collectives"].get("all-reduce", 0) >= 1
+    assert "| train_step | 16 | yes |" in r.stdout
+
+
+def _config(encoder: Path, *overrides: str, kind: str = "reader"):
+    path = "configs/blink.py" if kind == "retriever" else "configs/conll04.py"
+    return load(REPO / path, [f"model.encoder={encoder}", "train.batch_size=8", "data.max_length=256", *overrides])
+
+
+def test_a_config_too_large_ends_with_one_line_and_exit_2(tiny_encoder):
+    r = _aot(
+        "--config=configs/conll04.py", "--topology=v5e-4", f"--config.model.encoder={tiny_encoder}",
+        "--config.train.batch_size=65536", "--config.data.max_length=512", "--noinference",
+    )  # fmt: skip
+    assert r.returncode == 2, r.stderr[-2000:]
+    last = r.stderr.strip().splitlines()[-1]
+    assert last.startswith("error: the train_step (global batch 65536) needs ") and "of HBM per chip, v5e has" in last
+    assert "lower train.batch_size" in last and "Traceback" not in r.stderr
+    assert "| train_step | 65536 | NO |" in r.stdout
+
+
+def test_retriever_step_fsdp_and_splash_sharded_over_data_and_model(tiny_encoder):
+    """The retriever config on a 2x2 mesh with mesh.fsdp: the splash kernel inside shard_map (heads
+    over 'model'), forward and backward; params + moments split over 'data' as well, the weights
+    gathered where they are used."""
+    cfg = _config(tiny_encoder, "mesh.data=2", "mesh.model=2", "mesh.fsdp=True", "retriever.question_max_length=128",
+                  "retriever.passage_max_length=128", kind="retriever")  # fmt: skip
+    rep = aot.compile_config(cfg, aot.get_topology("v5e:2x2"), keep_hlo=True)
+    assert rep.fits and rep.mesh == (2, 2) and rep.attention == "splash"
+    assert [p.name for p in rep.programs] == ["train_step", "retriever_queries"]
+    whole = 4 * rep.params  # float32 bytes of every parameter
+    no_fsdp = _param_bytes(cfg, fsdp=False)
+    assert rep.param_bytes == _param_bytes(cfg, fsdp=True) < 0.8 * no_fsdp < whole
+    step = rep.programs[0]
+    assert "all-gather" in step.collectives and step.flops > 0
+    hlo = step.hlo
+    assert hlo.count("tpu_custom_call") >= 2 * TINY_BERT["num_hidden_layers"]  # the kernel, forward + backward
+
+
+def _param_bytes(cfg, *, fsdp: bool) -> int:
+    """Per-chip parameter bytes under the config's shardings, with or without FSDP (no compiling)."""
+    import flax.linen as nn
+
+    from relik_jax.parallel.mesh import fsdp_shardings, logical_shardings
+
+    mesh = aot.topology_mesh(aot.get_topology("v5e:2x2"), cfg.mesh.data, cfg.mesh.model)
+    boxed = aot.abstract_task(cfg).abstract_params()
+    sh = logical_shardings(boxed, mesh)
+    if fsdp:
+        sh = fsdp_shardings(sh, nn.unbox(boxed), mesh)
+    return aot.per_chip_bytes(nn.unbox(boxed), sh)
+
+
+def test_topology_names_and_meshes():
+    assert aot.parse_topology("v5e-256") == ("v5e", (16, 16))
+    assert aot.parse_topology("v4-32") == ("v4", (2, 2, 4))
+    assert aot.parse_topology("v6e:2x4") == ("v6e", (2, 4))
+    with pytest.raises(ConfigError, match="unknown TPU topology"):
+        aot.parse_topology("v5e-12")
+    topo = aot.get_topology("v5e-8")
+    assert topo.chips == 8 and len(topo.devices) == 8
+    assert dict(aot.topology_mesh(topo, -1, 2).shape) == {"data": 4, "model": 2}
+    with pytest.raises(ConfigError):
+        aot.topology_mesh(topo, 3, -1)
+
+
+def test_find_max_batch_search(monkeypatch):
+    """The search against a stand-in compiler whose step fits up to 11 rows per chip (memory linear
+    in the batch): it finds 11 x data axis in a handful of compiles, from either side."""
+    topo = aot.get_topology("v5e-4")
+    gib = 1024**3
+
+    def fake_compile(config, topo, *, batch_size, inference, config_name):
+        rows = batch_size // 4
+        used = int((1.0 + 1.3 * rows) * gib)  # 1 GiB of state + 1.3 GiB per row; 11 rows: 15.3 GiB
+        ok = rows <= 11
+        p = aot.ProgramReport("train_step", batch_size, ok, 0.0, argument_bytes=gib if ok else 0,
+                              temp_bytes=used - gib if ok else 0, needed_bytes=0 if ok else used)  # fmt: skip
+        return aot.Report("", "v5e-4", "v5e", 4, (4, 1), topo.hbm_bytes, gib // 3, 2 * gib // 3, 1, "xla", "none",
+                          False, "bfloat16", [p])  # fmt: skip
+
+    monkeypatch.setattr(aot, "compile_config", fake_compile)
+    cfg = load(REPO / "configs/conll04.py")
+    for start in (8, 32, 400):
+        best, tried = aot.find_max_batch(cfg, topo, start=start)
+        assert best == 44, (start, tried)
+        assert len(tried) <= 5 and (44, True) in [(b, f) for b, f, _ in tried] and (48, False) in [(b, f) for b, f, _ in tried]
+
+
+@pytest.mark.parametrize(("name", "millions"), [("aida_large", 435), ("nyt_large", 435), ("blink_large", 108)])
+def test_paper_scale_configs_have_the_published_shapes(name, millions):
+    """The large configs build from the public shapes (no weights): DeBERTa-v3-large readers, E5-base."""
+    import flax.linen as nn
+    import jax
+    import numpy as np
+
+    task = aot.abstract_task(load(REPO / f"configs/{name}.py"))
+    n = sum(int(np.prod(a.shape)) for a in jax.tree.leaves(nn.unbox(task.abstract_params())))
+    assert millions * 1e6 < n < millions * 1.02e6
