@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Deletes the TPU VM (and its queued resource with --queued). Checkpoints in gs:// stay.
+# Deletes the TPU VM (and its queued resource with --queued). Checkpoints in the mounted bucket stay.
 #   tpu/delete.sh NAME ZONE [--queued] [--dry-run]
 set -euo pipefail
 # shellcheck source=tpu/common.sh

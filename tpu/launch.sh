@@ -1,11 +1,12 @@
 #!/usr/bin/env bash
 # Runs `python -m relik_jax.train` on every worker, in the background, resuming after a crash.
 #   tpu/launch.sh NAME ZONE CONFIG WORKDIR [--config.x=y ...] [--dry-run]
-# e.g. tpu/launch.sh relik-v5e us-west4-a configs/aida_large.py gs://bucket/runs/aida \
+# e.g. tpu/launch.sh relik-v5e us-west4-a configs/aida_large.py /gcs/bucket/runs/aida \
 #        --config.model.encoder=/data/deberta-v3-large --config.data.dir=/data/aida
 # Each worker loops: train (which resumes from WORKDIR's last Orbax checkpoint) until it exits 0,
 # at most 20 tries; the log is ~/relik-train.log on each worker (tpu/logs.sh follows worker 0).
-# WORKDIR must be shared by all hosts: a gs:// bucket (Orbax writes it directly).
+# WORKDIR must be shared by all hosts: a bucket mounted at the same path on every worker (gcsfuse;
+# tpu/README.md), since metrics, exports and bundles are written with local file APIs.
 set -euo pipefail
 # shellcheck source=tpu/common.sh
 source "$(dirname "$0")/common.sh"

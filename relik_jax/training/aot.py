@@ -45,7 +45,7 @@ from relik_jax.reader.model import Reader
 from relik_jax.reader.spec import get_spec
 from relik_jax.retriever import dpr
 from relik_jax.retriever.model import BiEncoder, RetrieverConfig
-from relik_jax.training.loop import make_train_step
+from relik_jax.training.loop import low_precision_params, make_train_step
 from relik_jax.training.optim import make_optimizer
 from relik_jax.training.runtime import runtime_encoder
 from relik_jax.training.state import TrainState
@@ -374,6 +374,8 @@ class Report:
     fsdp: bool
     compute_dtype: str
     programs: list[ProgramReport]
+    param_dtype: str = "float32"  # the dtype the step differentiates in (model.param_dtype)
+    accumulate: int = 1  # optim.accumulate
 
     @property
     def fits(self) -> bool:
@@ -483,7 +485,7 @@ def compile_config(
     with jax.set_mesh(mesh):
         step = make_train_step(
             task, tx, lr, dropout=config.train.dropout, accumulate=config.optim.accumulate,
-            state_sharding=shardings, mesh=mesh,
+            state_sharding=shardings, mesh=mesh, param_dtype=low_precision_params(config),
         )  # fmt: skip
         batch = batch_in(task.batch_shapes(), task.replicated_keys)
         reports.append(compile_program("train_step", step, (state_in, batch, rng), task.batch_size, keep_hlo))
@@ -499,6 +501,7 @@ def compile_config(
         config_name, topo.name, topo.generation, topo.chips, (mesh.shape["data"], mesh.shape["model"]),
         topo.hbm_bytes, param_bytes, opt_bytes, sum(int(np.prod(a.shape)) for a in jax.tree.leaves(params)),
         enc.attention, enc.remat, bool(config.mesh.fsdp), config.model.compute_dtype, reports,
+        config.model.param_dtype, config.optim.accumulate,
     )  # fmt: skip
 
 
@@ -563,7 +566,8 @@ def format_report(r: Report) -> str:
     lines = [
         f"{r.config or 'config'} on {r.topology} ({r.chips} chips {r.generation}, {gib(r.hbm_bytes)} GiB HBM each); "
         f"mesh {r.mesh[0]} data x {r.mesh[1]} model; {r.params / 1e6:.1f}M params, compute {r.compute_dtype}, "
-        f"attention {r.attention}, remat {r.remat}, fsdp {r.fsdp}",
+        f"attention {r.attention}, remat {r.remat}, fsdp {r.fsdp}, step params {r.param_dtype}, "
+        f"accumulate {r.accumulate}",
         f"per chip: params {gib(r.param_bytes)} GiB, optimizer state {gib(r.opt_state_bytes)} GiB",
         "",
         "| program | global batch | fits | argument GiB | output GiB | temp GiB | peak GiB | peak / HBM | "

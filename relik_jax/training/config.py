@@ -48,6 +48,9 @@ def base_config() -> ml_collections.ConfigDict:
     # attention implementation: auto (blocked on CPU, cuDNN on GPU, splash on TPU) | blocked | xla | cudnn | splash
     c.model.attention = "auto"
     c.model.remat = "none"  # recompute in the backward: none | layer (each encoder layer) | dots_saveable
+    # the step's forward / backward on a bfloat16 copy of the params (bf16 gradients), the update on the
+    # float32 master params: "float32" (off) | "bfloat16"
+    c.model.param_dtype = "float32"
 
     c.reader = ml_collections.ConfigDict()
     c.reader.task = "re"  # el | re | typed | cie
@@ -270,6 +273,8 @@ def validate(c: ml_collections.ConfigDict, *, devices: int | None = None, proces
     validate_optim(c.optim)
     if c.model.attention not in IMPLEMENTATIONS:
         raise ConfigError(f"model.attention must be one of {IMPLEMENTATIONS}, got {c.model.attention!r}")
+    if c.model.param_dtype not in ("float32", "bfloat16"):
+        raise ConfigError(f"model.param_dtype must be float32 | bfloat16, got {c.model.param_dtype!r}")
     if c.model.remat not in REMAT_POLICIES:
         raise ConfigError(f"model.remat must be one of {REMAT_POLICIES}, got {c.model.remat!r}")
     if c.train.rng_impl not in RNG_IMPLS:

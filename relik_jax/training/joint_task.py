@@ -48,6 +48,7 @@ from relik_jax.retriever.model import BiEncoder, RetrieverConfig, multi_label_nc
 from relik_jax.retriever.passages import entity_passage, passage_title
 from relik_jax.retriever.span_queries import span_arrays, token_ranges
 from relik_jax.training.reader_task import ReaderTask
+from relik_jax.training.runtime import runtime_encoder
 
 
 def retriever_params(params: dict, *, frozen_passages: bool = False) -> dict:
@@ -98,7 +99,7 @@ class JointTask(ReaderTask):
         tower = base.params["question_encoder"]
         reader_cfg = self.model.config
         view = BiEncoder(RetrieverConfig(
-            reader_cfg.encoder, base.model.config.question, reader_cfg.encoder_has_pooler,
+            reader_cfg.encoder, runtime_encoder(base.model.config.question, self.config), reader_cfg.encoder_has_pooler,
             base.model.config.question_has_pooler,
         ))  # fmt: skip
         params = {

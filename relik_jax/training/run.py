@@ -15,6 +15,7 @@ from typing import Any
 
 import jax
 
+from relik_jax.core.errors import ConfigError
 from relik_jax.data.tfds_builders import DATASETS
 from relik_jax.training.config import TASKS, use_sample, validate
 from relik_jax.training.loop import TrainResult, train_and_evaluate
@@ -76,6 +77,11 @@ def train(config: Any, workdir: str | Path | None = None, *, name: str = "run") 
         )
     validate(config)
     workdir = workdir or os.path.join("runs", name)
+    if "://" in str(workdir):
+        raise ConfigError(
+            f"--workdir={workdir}: relik_jax writes its metrics, exports and bundles with local file APIs; mount the "
+            "bucket on every host (gcsfuse, e.g. /gcs/BUCKET/runs/x: tpu/README.md) and pass that path"
+        )
     if is_main:
         print(f"workdir: {os.path.abspath(workdir)}; {jax.device_count()} devices, {jax.process_count()} processes",
               flush=True)  # fmt: skip

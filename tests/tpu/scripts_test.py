@@ -67,11 +67,11 @@ def test_setup_installs_the_pinned_stack_at_the_ref_on_every_worker():
 
 
 def test_launch_relaunches_train_on_every_worker_and_logs_follow_worker_0():
-    (line,) = _dry("launch.sh", "relik", "us-west4-a", "configs/aida_large.py", "gs://b/runs/aida",
+    (line,) = _dry("launch.sh", "relik", "us-west4-a", "configs/aida_large.py", "/gcs/b/runs/aida",
                    "--config.data.dir=/data/aida")  # fmt: skip
     assert line == (
         f"{SSH} --worker=all --command='cd ~/relik_jax && nohup bash -c '\\''for i in $(seq 20); do "
-        "~/relik-venv/bin/python -m relik_jax.train --config=configs/aida_large.py --workdir=gs://b/runs/aida "
+        "~/relik-venv/bin/python -m relik_jax.train --config=configs/aida_large.py --workdir=/gcs/b/runs/aida "
         '--config.distributed.initialize=True --config.data.dir=/data/aida && exit 0; echo "relaunch $i"; '
         "sleep 30; done; exit 1'\\'' > ~/relik-train.log 2>&1 &'"
     )
@@ -80,7 +80,7 @@ def test_launch_relaunches_train_on_every_worker_and_logs_follow_worker_0():
 
 def test_keepalive_prints_one_recovery():
     lines = _dry("keepalive.sh", "relik", "us-west4-a", "v5litepod-8", "https://example.org/r.git", "abc123",
-                 "configs/rebel.py", "gs://b/w")  # fmt: skip
+                 "configs/rebel.py", "/gcs/b/w")  # fmt: skip
     assert [ln.split(" --")[0] for ln in lines] == [
         "gcloud compute tpus tpu-vm describe relik",
         "gcloud compute tpus queued-resources delete relik-qr",
@@ -88,7 +88,7 @@ def test_keepalive_prints_one_recovery():
         SSH.split(" --")[0],
         SSH.split(" --")[0],
     ]
-    assert "git checkout -q abc123" in lines[3] and "--config=configs/rebel.py --workdir=gs://b/w" in lines[4]
+    assert "git checkout -q abc123" in lines[3] and "--config=configs/rebel.py --workdir=/gcs/b/w" in lines[4]
 
 
 def test_usage_errors_are_one_line_exit_2():

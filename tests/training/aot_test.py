@@ -154,3 +154,13 @@ def test_paper_scale_configs_have_the_published_shapes(name, millions):
     task = aot.abstract_task(load(REPO / f"configs/{name}.py"))
     n = sum(int(np.prod(a.shape)) for a in jax.tree.leaves(nn.unbox(task.abstract_params())))
     assert millions * 1e6 < n < millions * 1.02e6
+
+
+def test_without_libtpu_the_command_says_how_to_get_it(monkeypatch):
+    monkeypatch.setitem(sys.modules, "libtpu", None)  # `import libtpu` raises ImportError
+    aot.get_topology.cache_clear()
+    try:
+        with pytest.raises(aot.AotError, match=r"pip install -e '\.\[tpu\]'"):
+            aot.get_topology("v5e:1x1")
+    finally:
+        aot.get_topology.cache_clear()
