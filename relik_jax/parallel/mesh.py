@@ -58,7 +58,18 @@ def logical_shardings(abstract_tree: Any, mesh: Mesh, rules: Sequence[tuple[str,
     """NamedShardings of a (boxed, abstract) tree (params, a train state) from its logical axis names."""
     specs = nn.get_partition_spec(abstract_tree)
     shardings = nn.logical_to_mesh_sharding(specs, mesh, list(rules))
-    return jax.tree.map(lambda a, s: divisible(s, a.shape), nn.unbox(abstract_tree), shardings)
+    return _with_shapes(lambda s, a: divisible(s, a.shape), shardings, nn.unbox(abstract_tree))
+
+
+def _with_shapes(fn, shardings: Any, abstract: Any) -> Any:
+    """`fn(sharding, array)` for each sharding of a tree and the abstract array in its place (an
+    empty node there, such as optax's `MaskedNode` of a frozen leaf, keeps its sharding)."""
+    return jax.tree.map(
+        lambda s, a: fn(s, a) if hasattr(a, "shape") else s,
+        shardings,
+        abstract,
+        is_leaf=lambda x: isinstance(x, NamedSharding),
+    )
 
 
 def divisible(sharding: NamedSharding, shape: Sequence[int]) -> NamedSharding:
@@ -127,4 +138,4 @@ def fsdp_shardings(shardings: Any, abstract: Any, mesh: Mesh, *, axis: str = "da
         spec[i] = axis
         return NamedSharding(mesh, PartitionSpec(*spec))
 
-    return jax.tree.map(one, abstract, shardings)
+    return _with_shapes(lambda s, a: one(a, s), shardings, abstract)

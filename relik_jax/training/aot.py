@@ -31,6 +31,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
+import optax
 from jax.sharding import NamedSharding, PartitionSpec
 
 from relik_jax.core.assets import resolve_model_path
@@ -407,9 +408,12 @@ _UNIT = {"K": 1024, "M": 1024**2, "G": GiB, "T": 1024**4}
 
 
 def per_chip_bytes(abstract: Any, shardings: Any) -> int:
-    leaves = jax.tree.leaves(abstract)
-    shards = jax.tree.leaves(shardings, is_leaf=lambda x: isinstance(x, NamedSharding))
-    return sum(int(np.prod(s.shard_shape(a.shape))) * a.dtype.itemsize for a, s in zip(leaves, shards))
+    """Bytes one chip holds of `abstract` laid out as `shardings` (empty nodes hold nothing)."""
+    sizes = jax.tree.map(
+        lambda s, a: int(np.prod(s.shard_shape(a.shape))) * a.dtype.itemsize if hasattr(a, "shape") else 0,
+        shardings, abstract, is_leaf=lambda x: isinstance(x, NamedSharding),
+    )  # fmt: skip
+    return sum(jax.tree.leaves(sizes))
 
 
 def compile_program(name: str, fn, args: Sequence[Any], batch: int, keep_hlo: bool = False) -> ProgramReport:
@@ -464,7 +468,10 @@ def compile_config(
     state = nn.unbox(abstract_state)
     if config.mesh.fsdp:
         shardings = fsdp_shardings(shardings, state, mesh)
-    state_in = jax.tree.map(lambda a, s: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=s), state, shardings)
+    state_in = jax.tree.map(
+        lambda a, s: a if isinstance(a, optax.MaskedNode) else jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=s),
+        state, shardings, is_leaf=lambda x: isinstance(x, optax.MaskedNode),
+    )  # fmt: skip
     params = nn.unbox(boxed)
     param_bytes = per_chip_bytes(params, shardings.params)
     opt_bytes = per_chip_bytes(state.opt_state, shardings.opt_state)

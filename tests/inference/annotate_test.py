@@ -140,6 +140,7 @@ def test_annotate_killed_and_restarted_writes_every_document_once(tmp_path, bund
     assert [x["text"] for x in lines] == texts
 
 
+@pytest.mark.slow  # a 10,000-document memory check (~45 s)
 def test_annotate_10k_documents_flat_memory(tmp_path, bundle):
     """Peak RSS after 10,000 documents stays within 10% (+30 MB) of the peak after 1,000."""
     inp = tmp_path / "in.txt"

@@ -67,6 +67,7 @@ def _official(outs, task, **kw):
     return [o.to_official_dict(task, **kw) for o in outs]
 
 
+@pytest.mark.slow  # the EL server compiles every EL bucket (~2 min); the RE server test covers the server in the default run
 def test_el_server_equals_relik_and_refuses_bad_input(bundles):
     relik = Relik.from_pretrained(bundles["el"], **LOAD)
     texts, cands = bundles["el_texts"], bundles["el_candidates"]

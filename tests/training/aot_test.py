@@ -141,7 +141,11 @@ def test_find_max_batch_search(monkeypatch):
     for start in (8, 32, 400):
         best, tried = aot.find_max_batch(cfg, topo, start=start)
         assert best == 44, (start, tried)
-        assert len(tried) <= 5 and (44, True) in [(b, f) for b, f, _ in tried] and (48, False) in [(b, f) for b, f, _ in tried]
+        assert (
+            len(tried) <= 5
+            and (44, True) in [(b, f) for b, f, _ in tried]
+            and (48, False) in [(b, f) for b, f, _ in tried]
+        )
 
 
 @pytest.mark.parametrize(("name", "millions"), [("aida_large", 435), ("nyt_large", 435), ("blink_large", 108)])
