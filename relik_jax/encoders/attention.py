@@ -58,6 +58,17 @@ def attention_block_for_backend(
     return choose_block(batch, length, num_heads, training=training, low_precision=low_precision)
 
 
+def constrain_batch(x: jax.Array) -> jax.Array:
+    """`x` with its leading axis split over the 'data' axis of the mesh in context (`jax.set_mesh`;
+    the training loop and `python -m relik_jax.aot` set it), else `x` itself. XLA's partitioner can
+    lose the batch sharding at a gather whose indices are a replicated constant (DeBERTa's per-pair
+    head index): the per-pair tensors then grow with the *global* batch on every chip."""
+    mesh = jax.sharding.get_abstract_mesh()
+    if mesh.empty or "data" not in mesh.axis_names or mesh.shape["data"] == 1 or x.shape[0] % mesh.shape["data"]:
+        return x
+    return jax.lax.with_sharding_constraint(x, P("data", *([None] * (x.ndim - 1))))
+
+
 def map_pairs(fn: Callable[..., jax.Array], xs: Sequence[jax.Array], block: int) -> jax.Array:
     """Applies `fn` to each leading-axis slice of `xs`, `block` slices per step (0: all at once)."""
     n = xs[0].shape[0]

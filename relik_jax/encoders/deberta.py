@@ -129,10 +129,10 @@ class DisentangledSelfAttention(EncoderModule):
 
         mask_PL = jnp.repeat(mask_BL.astype(bool), n, axis=0)
         head_P = jnp.tile(jnp.arange(n, dtype=jnp.int32), b)
-        xs = [q, k, v, mask_PL, head_P]
+        xs = [attn.constrain_batch(t) for t in (q, k, v, mask_PL, head_P)]  # pairs stay split over 'data'
         if use_dropout:
             xs.append(jax.random.split(self.make_rng("dropout"), b * n))
-        return attn.merge_heads(attn.map_pairs(one_pair, xs, block), n)
+        return attn.merge_heads(attn.constrain_batch(attn.map_pairs(one_pair, xs, block)), n)
 
 
 class DebertaV2Attention(EncoderModule):

@@ -276,7 +276,8 @@ def train_and_evaluate(config, workdir: str | Path, task: Task) -> TrainResult:
                 continue
             task.begin_epoch(epoch, state.params)
             for step, batch in prefetch(host_batches(task, epoch, first, end), config.data.prefetch):
-                state, metrics = step_fn(state, shard_batch(batch, mesh, task.replicated_keys), rng)
+                with jax.set_mesh(mesh):  # the mesh the encoders' kernels and constraints read (splash, DeBERTa)
+                    state, metrics = step_fn(state, shard_batch(batch, mesh, task.replicated_keys), rng)
                 pending.append((step, metrics))
                 examples += int(batch["row_valid"].sum()) * jax.process_count()
                 done = step + 1
