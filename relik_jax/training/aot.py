@@ -48,6 +48,7 @@ from relik_jax.retriever import dpr
 from relik_jax.retriever.model import BiEncoder, RetrieverConfig
 from relik_jax.training.loop import low_precision_params, make_train_step
 from relik_jax.training.optim import make_optimizer
+from relik_jax.training.reader_task import ReaderTask
 from relik_jax.training.runtime import runtime_encoder
 from relik_jax.training.state import TrainState
 
@@ -218,14 +219,9 @@ class AbstractReaderTask:
         self.batch_size = batch_size or config.train.batch_size
 
     def abstract_params(self) -> Any:
-        return jax.eval_shape(lambda k: self.model.init(k, self._batch(1, train=False))["params"], jax.random.key(0))
+        return jax.eval_shape(lambda k: self.model.init(k, self._batch(1))["params"], jax.random.key(0))
 
-    def loss(self, params, batch, rng):
-        losses = programs.reader_losses(
-            self.model, params, batch, deterministic=rng is None, rng=rng,
-            span_loss_weight=self.config.reader.span_loss_weight,
-        )  # fmt: skip
-        return losses["loss"], {k: v for k, v in losses.items() if k != "loss"}
+    loss = ReaderTask.loss  # the training loss itself (it reads only self.model and self.config)
 
     def columns(self) -> tuple[int, int]:
         """(symbol columns, relation columns) of a row with every symbol filled."""
@@ -238,7 +234,7 @@ class AbstractReaderTask:
             return r.entity_symbols + 2, 0
         return r.relation_symbols, 0
 
-    def _batch(self, rows: int, *, train: bool = True) -> dict[str, np.ndarray]:
+    def _batch(self, rows: int) -> dict[str, np.ndarray]:
         """A batch of `rows` rows at the config's caps (`collate_train` of one synthetic row)."""
         c = self.config
         length = c.data.max_length
