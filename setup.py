@@ -23,6 +23,8 @@ INSTALL_REQUIRES = [
     "spacy>=3.8.18",
     "absl-py>=2.1",
     "tensorboardX>=2.6.5",
+    # int8 inference (`dtype="int8"`): post-training quantization of the encoder's dense layers
+    "qwix>=0.1.8",
 ]
 
 EXTRAS = {

@@ -10,8 +10,9 @@ every round (minimums in the JSON). Compile time is excluded (one warm-up call p
 
 Rows: `{"shape", "mode", "dtype", "jax_ms", "torch_ms", "ratio"}` with ratio = torch_ms / jax_ms
 (> 1: relik_jax is faster). `torch_ms` is always PyTorch **fp32** (the baseline the targets are
-stated against); bf16 rows add `torch_bf16_ms` and `ratio_vs_torch_bf16` (PyTorch bf16:
-`model.to(bfloat16)` for the forward, `torch.autocast` for training).
+stated against); bf16 and int8 rows add `torch_bf16_ms` and `ratio_vs_torch_bf16` (PyTorch bf16:
+`model.to(bfloat16)` for the forward, `torch.autocast` for training). `--dtypes fp32,bf16,int8`:
+int8 = the dense layers as int8 dots (`relik_jax.encoders.quantize`, qwix), forward only.
 """
 
 from __future__ import annotations
@@ -69,8 +70,14 @@ def worker_jax(args) -> dict:
     from relik_jax.core.assets import default_encoder_path
     from relik_jax.encoders.hf import load_encoder
 
-    dtype = jnp.bfloat16 if args.dtype == "bf16" else jnp.float32
+    dtype = jnp.float32 if args.dtype == "fp32" else jnp.bfloat16
     module, params, _ = load_encoder(default_encoder_path(), dtype=dtype)
+    if args.dtype == "int8":  # dense layers int8 (qwix PTQ), attention bf16; forward only
+        from relik_jax.encoders import quantize
+
+        ids = jax.ShapeDtypeStruct((1, 8), jnp.int32)
+        module, params = quantize.int8(module, params, ids, ids, method="__call__")
+        args.modes = "fwd"
     params = jax.device_put(params)
 
     @jax.jit
@@ -185,7 +192,7 @@ def main(argv=None) -> int:
     p.add_argument("--quick", action="store_true", help="3 shapes, 1 round: under two minutes")
     p.add_argument("--shapes", default=",".join(SHAPES))
     p.add_argument("--modes", default="fwd,train")
-    p.add_argument("--dtypes", default="fp32,bf16")
+    p.add_argument("--dtypes", default="fp32,bf16,int8")
     p.add_argument("--rounds", type=int, default=3)
     p.add_argument("--iters", type=int, default=10)
     p.add_argument("--train-iters", type=int, default=3)
@@ -215,6 +222,8 @@ def main(argv=None) -> int:
     for r in range(args.rounds):
         for dtype in args.dtypes.split(","):
             sides = ("jax", "torch") if r % 2 == 0 else ("torch", "jax")
+            if dtype == "int8":  # no PyTorch int8 side: its rows compare with PyTorch fp32 and bf16
+                sides = ("jax",)
             for side in sides:
                 for key, ts in run_worker(side, dtype, args).items():
                     times.setdefault((side, dtype, key), []).extend(ts)
@@ -237,7 +246,7 @@ def main(argv=None) -> int:
                        "torch_ms": round(torch32, 2) if torch32 else None,
                        "ratio": round(torch32 / jax_ms, 3) if torch32 else None,
                        "jax_min_ms": round(jax_min, 2), "torch_min_ms": round(torch32_min, 2) if torch32 else None}  # fmt: skip
-                if dtype == "bf16":
+                if dtype in ("bf16", "int8"):
                     t16, _ = med("torch", "bf16", key)
                     row["torch_bf16_ms"] = round(t16, 2) if t16 else None
                     row["ratio_vs_torch_bf16"] = round(t16 / jax_ms, 3) if t16 else None

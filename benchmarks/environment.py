@@ -11,7 +11,9 @@ import platform
 from pathlib import Path
 from typing import Any
 
-PACKAGES = ("relik_jax", "jax", "jaxlib", "flax", "optax", "orbax-checkpoint", "transformers", "torch", "scann")
+PACKAGES = ("relik_jax", "jax", "jaxlib", "flax", "optax", "orbax-checkpoint", "qwix", "transformers", "torch", "scann")
+# the CPU features XLA:CPU's and PyTorch's kernels choose by (bf16 / int8 matrix instructions)
+KERNEL_FLAGS = ("avx2", "avx512f", "avx512_bf16", "avx512_vnni", "avx_vnni", "amx_bf16", "amx_int8", "amx_tile")
 
 
 def cpu() -> dict[str, Any]:
@@ -33,6 +35,7 @@ def cpu() -> dict[str, Any]:
         "family_model_stepping": [info.get("cpu family"), info.get("model"), info.get("stepping")],
         "amx": any(f.startswith("amx") for f in flags),
         "avx512": any(f.startswith("avx512") for f in flags),
+        "kernel_flags": [f for f in KERNEL_FLAGS if f in flags],
     }
 
 
@@ -50,6 +53,8 @@ def environment() -> dict[str, Any]:
         "cores": os.cpu_count(),
         "load_average_at_start": round(os.getloadavg()[0], 2),
         "python": platform.python_version(),
+        "xla_flags": os.environ.get("XLA_FLAGS", ""),
+        "threads_env": {k: os.environ[k] for k in ("OMP_NUM_THREADS", "MKL_NUM_THREADS") if k in os.environ},
         "versions": versions,
     }
 

@@ -1,4 +1,4 @@
-"""bf16 vs fp32 decisions of a trained reader on a dataset split: the share of equal spans and
+"""bf16 and int8 vs fp32 decisions of a trained reader on a dataset split: the share of equal spans and
 triplets, each precision's strict triplet F1 against the gold, and its speed.
 
     python benchmarks/precision_agreement.py --model RUN/bundle --data ../shared/data/conll04/test.jsonl
@@ -6,10 +6,11 @@ triplets, each precision's strict triplet F1 against the gold, and its speed.
 
 `--model`: anything `Relik.from_pretrained` loads (a training workdir's bundle); RE records
 (`doc_words`, spans, triplets). A typed reader reads the bundle's span candidates (its entity types)
-or `--candidates a,b,c`; relation names are the bundle's. Both precisions read the same documents
-with the same settings, each after a warm-up pass over the first documents (compilations).
-Agreement = |fp32 ∩ bf16| / |fp32 ∪ bf16| over (document, span) and (document, triplet) items,
-labels included; also the share of documents whose outputs are identical.
+or `--candidates a,b,c`; relation names are the bundle's. Every precision (fp32, bf16, int8: the
+encoder's dense layers as int8 dots) reads the same documents with the same settings, each after a
+warm-up pass over the first documents (compilations). Agreement = |fp32 ∩ other| / |fp32 ∪ other|
+over (document, span) and (document, triplet) items, labels included; also the share of documents
+whose outputs are identical.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from pathlib import Path
 from environment import environment, write_json  # benchmarks/environment.py (this script's folder)
 
 ROOT = Path(__file__).resolve().parents[1]
+DTYPES = ("float32", "bfloat16", "int8")  # fp32 is the reference the others are compared with
 sys.path.insert(0, str(ROOT))
 
 
@@ -78,27 +80,34 @@ def main(argv=None) -> None:
     env = environment()
     docs = read_re(args.data)[: args.max_docs or None]
     cands = [c for c in args.candidates.split(",") if c]
-    res = {dt: run(args.model, docs, dt, cands, args.batch_size) for dt in ("float32", "bfloat16")}
-    a, b = res["float32"], res["bfloat16"]
+    res = {dt: run(args.model, docs, dt, cands, args.batch_size) for dt in DTYPES}
+    a = res["float32"]
     rows = []
-    for what in ("spans", "triplets"):
-        x, y = a[what], b[what]
-        rows.append({
-            "measure": what, "fp32": len(x), "bf16": len(y), "equal": len(x & y),
-            "agreement": len(x & y) / max(len(x | y), 1), "fp32_kept": len(x & y) / max(len(x), 1),
-        })  # fmt: skip
-    same = sum(p == q for p, q in zip(a["per_doc"], b["per_doc"])) / max(len(docs), 1)
-    rows.append({"measure": "documents identical", "agreement": same, "fp32": len(docs), "bf16": len(docs)})
+    for dt in DTYPES[1:]:
+        b = res[dt]
+        for what in ("spans", "triplets"):
+            x, y = a[what], b[what]
+            rows.append({
+                "measure": f"{what}_{dt}", "dtype": dt, "fp32": len(x), "other": len(y), "equal": len(x & y),
+                "agreement": len(x & y) / max(len(x | y), 1), "fp32_kept": len(x & y) / max(len(x), 1),
+            })  # fmt: skip
+        same = sum(p == q for p, q in zip(a["per_doc"], b["per_doc"])) / max(len(docs), 1)
+        rows.append({"measure": f"documents identical_{dt}", "dtype": dt, "agreement": same, "fp32": len(docs),
+                     "other": len(docs)})  # fmt: skip
     for dt, r in res.items():
         rows.append({"measure": f"strict_triplet_f1_{dt}", "value": 100 * strict_f1(docs, r["triplets"]),
                      "docs_per_s": len(docs) / r["seconds"]})  # fmt: skip
     print(f"{args.model} ({a['task']}) on {args.data}: {len(docs)} documents")
-    print("| measure | fp32 | bf16 | equal | agreement |")
+    print("| measure | fp32 | other | equal | agreement |")
     print("|---|---|---|---|---|")
-    for r in rows[:3]:
-        print(f"| {r['measure']} | {r['fp32']} | {r['bf16']} | {r.get('equal', '')} | {100 * r['agreement']:.2f}% |")
-    for r in rows[3:]:
-        print(f"{r['measure']}: {r['value']:.2f} ({r['docs_per_s']:.2f} docs/s)")
+    for r in rows:
+        if "agreement" in r:
+            print(
+                f"| {r['measure']} | {r['fp32']} | {r['other']} | {r.get('equal', '')} | {100 * r['agreement']:.2f}% |"
+            )
+    for r in rows:
+        if "value" in r:
+            print(f"{r['measure']}: {r['value']:.2f} ({r['docs_per_s']:.2f} docs/s)")
     if args.json:
         write_json(args.json, rows, env | {"model": str(Path(args.model).resolve()), "data": args.data})
 

@@ -152,7 +152,7 @@ def main(argv=None) -> int:
             folder = official_models_dir(python) / f"relik-reader-{task}-minilm"
             for dtype in ("fp32", "bf16"):
                 # each dtype in its own process: nothing compiled or allocated by one slows the other
-                code = (f"import json, sys; sys.path.insert(0, {str(ROOT)!r}); from benchmarks.train_step import relik_jax_side; "
+                code = (f"import json, sys; sys.path[:0] = [{str(ROOT)!r}, {str(ROOT / 'benchmarks')!r}]; from benchmarks.train_step import relik_jax_side; "
                         f"print(json.dumps(relik_jax_side({task!r}, __import__('pathlib').Path({str(folder)!r}), "
                         f"__import__('pathlib').Path({str(dump)!r}), {args.reps}, {dtype!r})))")  # fmt: skip
                 r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)

@@ -9,16 +9,22 @@ run as a subprocess per measure, on the models that setup built (`relik-reader-{
 stride 16, max length 512, 100 candidates per window (EL: the file's, or the retriever's top 100 of
 2,213 passages), the relation names of each RE document.
 
-Measures (per second; ratio = relik_jax / official fp32):
+Measures (per second; ratio = relik_jax / official fp32; ratio_vs_fastest = relik_jax / the official's
+fastest setting for that measure):
   el_reader_forward_*                  windows/s, reader forward over the rows of the EL documents
   el_reader_only_end_to_end_*          docs/s, Relik(texts, candidates=...) (texts → spans + links)
   el_retriever_reader_end_to_end_*     docs/s, Relik(texts) with the retriever choosing candidates
   re_reader_forward_*, re_end_to_end_* windows/s and docs/s, RE (triplets)
   retriever_queries_*                  queries/s, top-100 from query strings
-`*` = fp32 or bf16 (relik_jax compute dtype; the official side is always fp32). Each relik_jax dtype
-runs in its own process; an untimed pass compiles every shape first (the official side warms up too, see ../shared/bench/README.md §3). The table shows the median of the timed passes (min in
-JSON). Also printed: how far bf16 outputs agree with fp32 (documents with identical spans + links /
-triplets, and span-level agreement).
+`*` = fp32, bf16 or int8 (relik_jax's reader compute: int8 = the encoder's dense layers as int8 dots,
+`relik_jax.encoders.quantize`; the retriever has no int8 path, so `retriever_queries_int8` is not
+measured). The official side runs at fp32 and, where relik 1.0.7 can, at its bf16 setting
+(`official.py --precision bf16`: EL and the retriever; its triplet reader crashes in bf16), so each row
+has a ratio to the official fp32 and one to the official's fastest setting. Each relik_jax dtype runs
+in its own process; an untimed pass compiles every shape first (the official side warms up too, see
+../shared/bench/README.md §3). The table shows the median of the timed passes (min in JSON). Also
+printed: how far bf16 and int8 outputs agree with fp32 (documents with identical spans + links /
+triplets, and item-level agreement).
 """
 
 from __future__ import annotations
@@ -72,12 +78,15 @@ def relik_jax_side(spec: dict) -> dict:
     from relik_jax.official.retriever import load_retriever
     from relik_jax.reader.pipeline import ReaderPipeline
 
-    dtype = jnp.bfloat16 if spec["dtype"] == "bf16" else jnp.float32
+    dtype = {"fp32": jnp.float32, "bf16": jnp.bfloat16, "int8": "int8"}[spec["dtype"]]
     models, reps = Path(spec["models"]), spec["reps"]
     el = read_jsonl(BENCH / "el_docs.jsonl", spec["el_docs"])
     re_docs = read_jsonl(BENCH / "re_docs.jsonl", spec["re_docs"])
     queries = [q["text"] for q in read_jsonl(BENCH / "queries.jsonl", spec["queries"])]
-    retriever = load_retriever(models / "relik-retriever-minilm", dtype=dtype, batch_size=32)
+    # (the retriever has no int8 path yet: its queries are measured in fp32 / bf16 only)
+    retriever = load_retriever(
+        models / "relik-retriever-minilm", dtype=jnp.bfloat16 if spec["dtype"] != "fp32" else jnp.float32, batch_size=32
+    )
     # inside Relik the retriever stays fp32 (as from_pretrained loads it): ~1.5% of the time, and
     # bf16 scores would reorder the top-100 and change the reader's candidates
     fp32_retriever = load_retriever(models / "relik-retriever-minilm", batch_size=32)
@@ -88,7 +97,7 @@ def relik_jax_side(spec: dict) -> dict:
     res: dict = {}
 
     def measure(name, fn, count, unit):
-        if name not in spec["measures"]:
+        if name not in spec["measures"] or (spec["dtype"] == "int8" and name == "retriever_queries"):
             return None
         fn()  # compiles every shape of this workload
         passes, out = timed(fn, reps)
@@ -122,7 +131,7 @@ def relik_jax_side(spec: dict) -> dict:
 
 def run_ours(spec: dict) -> dict:
     code = (
-        f"import json, sys; sys.path.insert(0, {str(ROOT)!r}); from benchmarks.vs_official import relik_jax_side; "
+        f"import json, sys; sys.path[:0] = [{str(ROOT)!r}, {str(ROOT / 'benchmarks')!r}]; from benchmarks.vs_official import relik_jax_side; "
         f"print(json.dumps(relik_jax_side({spec!r})))"
     )
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
@@ -132,6 +141,7 @@ def run_ours(spec: dict) -> dict:
 
 
 QUICK = ("el_reader_only_end_to_end", "re_end_to_end", "retriever_queries")
+DTYPES = ("fp32", "bf16", "int8")  # relik_jax compute dtypes, each in its own process
 
 
 def agreement(a: list[list], b: list[list]) -> tuple[float, float]:
@@ -187,68 +197,105 @@ def main(argv=None) -> int:
         official_cmds = {k: v for k, v in official_cmds.items() if k in QUICK}
     spec = {"models": str(models), "measures": list(official_cmds), "reps": args.reps, "el_docs": args.el_docs, "re_docs": args.re_docs,
             "queries": args.queries, "el_batch": 4, "re_batch": 8}  # fmt: skip
-    off_passes: dict[str, list[float]] = {m: [] for m in official_cmds}
+    # the official side at fp32 for every measure, and at bf16 where relik 1.0.7 runs it (EL; its RE
+    # bf16 crashes: ../shared/bench/README.md), so that each ratio can also be read against the
+    # official's fastest setting
+    off_precisions = {name: ["32", "bf16"] if not name.startswith("re_") else ["32"] for name in official_cmds}
+    off_passes: dict[tuple[str, str], list[float]] = {}
     off_counts: dict[str, dict] = {}
-    ours: dict[str, dict[str, list[float]]] = {"fp32": {}, "bf16": {}}
+    off_errors: dict[str, str] = {}
+    ours: dict[str, dict[str, list[float]]] = {d: {} for d in DTYPES}
     last: dict[str, dict] = {}
     t_start = time.perf_counter()
     for rnd in range(args.rounds):
         for name, (cmd, key) in official_cmds.items():
-            r = official(python, [*cmd, "--reps", str(args.reps)])
-            count = r["counts"][{"docs_per_s": "docs", "windows_per_s": "windows", "queries_per_s": "queries"}[key]]
-            off_passes[name] += r["seconds"]
-            off_counts[name] = {"count": count, **r["counts"]}
-            print(f"round {rnd + 1} official {name}: {[round(s, 2) for s in r['seconds']]} s", file=sys.stderr)
-        for dtype in ("fp32", "bf16"):
+            for prec in off_precisions[name]:
+                try:
+                    r = official(python, [*cmd, "--reps", str(args.reps), "--precision", prec])
+                except SystemExit as e:
+                    if prec == "32":
+                        raise
+                    off_errors[name] = str(e).strip().splitlines()[-1][:300]
+                    continue
+                count = r["counts"][{"docs_per_s": "docs", "windows_per_s": "windows", "queries_per_s": "queries"}[key]]
+                off_passes.setdefault((name, prec), []).extend(r["seconds"])
+                off_counts[name] = {"count": count, **r["counts"]}
+                print(
+                    f"round {rnd + 1} official {name} ({prec}): {[round(s, 2) for s in r['seconds']]} s",
+                    file=sys.stderr,
+                )
+        for dtype in DTYPES:
             res = run_ours({**spec, "dtype": dtype})
             last[dtype] = res
             for name in official_cmds:
-                ours[dtype].setdefault(name, []).extend(res[name]["passes_s"])
+                if name in res:
+                    ours[dtype].setdefault(name, []).extend(res[name]["passes_s"])
             print(f"round {rnd + 1} relik_jax {dtype}: " + ", ".join(
-                f"{n} {[round(s, 2) for s in res[n]['passes_s']]}" for n in official_cmds), file=sys.stderr)  # fmt: skip
+                f"{n} {[round(s, 2) for s in res[n]['passes_s']]}" for n in official_cmds if n in res), file=sys.stderr)  # fmt: skip
 
     rows = []
-    for dtype in ("fp32", "bf16"):
+    for dtype in DTYPES:
         for name in official_cmds:
+            if name not in last[dtype]:
+                continue
             count = last[dtype][name]["count"]
-            ours_s, off_s = ours[dtype][name], off_passes[name]
+            ours_s = ours[dtype][name]
             off_count = off_counts[name]["count"]
             mine = count / statistics.median(ours_s)
-            theirs = off_count / statistics.median(off_s)
+            theirs = {p: off_count / statistics.median(v) for (n, p), v in off_passes.items() if n == name}
+            fastest = max(theirs, key=theirs.get)
             rows.append({
                 "measure": f"{name}_{dtype}", "unit": last[dtype][name]["unit"],
-                "relik_jax_per_s": round(mine, 3), "official_per_s": round(theirs, 3), "ratio": round(mine / theirs, 3),
-                "relik_jax_best_per_s": round(count / min(ours_s), 3), "official_best_per_s": round(off_count / min(off_s), 3),
-                "relik_jax_passes_s": [round(s, 3) for s in ours_s], "official_passes_s": [round(s, 3) for s in off_s],
-                "count": count, "official_count": off_count, "official_dtype": "fp32",
+                "relik_jax_per_s": round(mine, 3), "official_per_s": round(theirs["32"], 3), "ratio": round(mine / theirs["32"], 3),
+                "official_fastest_per_s": round(theirs[fastest], 3), "official_fastest_precision": "fp32" if fastest == "32" else fastest,
+                "ratio_vs_fastest": round(mine / theirs[fastest], 3),
+                "official_bf16_per_s": round(theirs["bf16"], 3) if "bf16" in theirs else None,
+                "official_bf16_error": off_errors.get(name) or (None if "bf16" in theirs else "relik 1.0.7's triplet reader crashes in bf16 (TypeError: Got unsupported ScalarType BFloat16)"),
+                "relik_jax_best_per_s": round(count / min(ours_s), 3),
+                "relik_jax_passes_s": [round(s, 3) for s in ours_s],
+                "official_passes_s": {("fp32" if p == "32" else p): [round(s, 3) for s in v] for (n, p), v in off_passes.items() if n == name},
+                "count": count, "official_count": off_count,
             })  # fmt: skip
-    a_el = agreement(last["fp32"]["el_outputs"], last["bf16"]["el_outputs"])
-    a_elr = agreement(last["fp32"]["el_retrieved_outputs"], last["bf16"]["el_retrieved_outputs"])
-    a_re = agreement(last["fp32"]["re_outputs"], last["bf16"]["re_outputs"])
-    a_res = agreement(last["fp32"]["re_spans"], last["bf16"]["re_spans"])
+    agree = {}
+    for dtype in DTYPES[1:]:
+        agree[f"el_reader_only_end_to_end_{dtype}"] = agreement(last["fp32"]["el_outputs"], last[dtype]["el_outputs"])
+        agree[f"el_retriever_reader_end_to_end_{dtype}"] = agreement(
+            last["fp32"]["el_retrieved_outputs"], last[dtype]["el_retrieved_outputs"]
+        )
+        agree[f"re_end_to_end_{dtype}"] = agreement(last["fp32"]["re_outputs"], last[dtype]["re_outputs"])
+        agree[f"re_spans_{dtype}"] = agreement(last["fp32"]["re_spans"], last[dtype]["re_spans"])
     el_off, re_off = off_counts["el_reader_only_end_to_end"], off_counts["re_end_to_end"]
     print(f"load average {os.getloadavg()[0]:.2f}; {args.rounds} round(s) x {args.reps} timed passes; "
           f"{time.perf_counter() - t_start:.0f} s in all; EL {last['fp32']['el_windows']} windows "
           f"({el_off.get('windows')} official), {last['fp32']['el_rows']} rows "
           f"({el_off.get('reader_rows')} official); RE {last['fp32']['re_windows']} windows "
           f"({re_off.get('windows')} official)")  # fmt: skip
-    print("| measure | unit | relik_jax | official (fp32) | ratio |")
-    print("|---|---|---|---|---|")
+    print("| measure | unit | relik_jax | official fp32 | ratio | official fastest | ratio vs fastest |")
+    print("|---|---|---|---|---|---|---|")
     for r in rows:
         print(
-            f"| {r['measure']} | {r['unit']} | {r['relik_jax_per_s']:.3f} | {r['official_per_s']:.3f} | {r['ratio']:.2f} |"
+            f"| {r['measure']} | {r['unit']} | {r['relik_jax_per_s']:.3f} | {r['official_per_s']:.3f} | {r['ratio']:.2f} "
+            f"| {r['official_fastest_per_s']:.3f} ({r['official_fastest_precision']}) | {r['ratio_vs_fastest']:.2f} |"
         )
-    print(f"bf16 vs fp32 agreement — EL given candidates: {100 * a_el[0]:.1f}% of documents identical, "
-          f"{100 * a_el[1]:.2f}% of spans+links; EL retrieved: {100 * a_elr[0]:.1f}% / {100 * a_elr[1]:.2f}%; "
-          f"RE: {100 * a_re[0]:.1f}% of documents identical triplets, {100 * a_re[1]:.2f}% of triplets, "
-          f"{100 * a_res[1]:.2f}% of spans")  # fmt: skip
+    for dtype in DTYPES[1:]:
+        a_el, a_elr = agree[f"el_reader_only_end_to_end_{dtype}"], agree[f"el_retriever_reader_end_to_end_{dtype}"]
+        a_re, a_res = agree[f"re_end_to_end_{dtype}"], agree[f"re_spans_{dtype}"]
+        print(f"{dtype} vs fp32 agreement — EL given candidates: {100 * a_el[0]:.1f}% of documents identical, "
+              f"{100 * a_el[1]:.2f}% of spans+links; EL retrieved: {100 * a_elr[0]:.1f}% / {100 * a_elr[1]:.2f}%; "
+              f"RE: {100 * a_re[0]:.1f}% of documents identical triplets, {100 * a_re[1]:.2f}% of triplets, "
+              f"{100 * a_res[1]:.2f}% of spans")  # fmt: skip
+    if "re_end_to_end" in off_errors or any(r["official_bf16_error"] for r in rows):
+        print(
+            "official bf16: EL and the retriever only; relik 1.0.7's triplet reader crashes in bf16 "
+            "(TypeError: Got unsupported ScalarType BFloat16), so RE is compared with its fp32"
+        )
     if args.json:
-        agree = {"el_reader_only_end_to_end_bf16": {"documents": a_el[0], "spans": a_el[1]},
-                 "el_retriever_reader_end_to_end_bf16": {"documents": a_elr[0], "spans": a_elr[1]},
-                 "re_end_to_end_bf16": {"documents": a_re[0], "triplets": a_re[1], "spans": a_res[1]}}  # fmt: skip
         for r in rows:
             if r["measure"] in agree:
-                r["agreement_with_fp32"] = agree[r["measure"]]
+                a = agree[r["measure"]]
+                r["agreement_with_fp32"] = {"documents": a[0], "items": a[1]}
+                if r["measure"].startswith("re_"):
+                    r["agreement_with_fp32"]["spans"] = agree[r["measure"].replace("re_end_to_end", "re_spans")][1]
         write_json(args.json, rows, env)
     return 0
 

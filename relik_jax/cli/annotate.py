@@ -39,7 +39,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--candidates-field", default="candidates", help="jsonl: per-document candidates (reader-only)")
     p.add_argument("--chunk-docs", type=int, default=64, help="documents prepared and read together")
     p.add_argument("--batch-size", type=int, default=None, help="reader rows per forward batch")
-    p.add_argument("--dtype", choices=("float32", "bfloat16"), default="float32")
+    p.add_argument(
+        "--dtype",
+        choices=("float32", "bfloat16", "int8"),
+        default="float32",
+        help="reader compute: int8 = the encoder's dense layers as int8 dots",
+    )
     p.add_argument("--top-k", type=int)
     p.add_argument("--window-size", type=int)
     p.add_argument("--window-stride", type=int)

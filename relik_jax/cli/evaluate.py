@@ -67,7 +67,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--top-k", type=int, help="candidates the reader reads per window (default: the bundle's)")
     p.add_argument("--window-size", type=int)
     p.add_argument("--window-stride", type=int)
-    p.add_argument("--dtype", choices=("float32", "bfloat16"), default="float32")
+    p.add_argument(
+        "--dtype",
+        choices=("float32", "bfloat16", "int8"),
+        default="float32",
+        help="reader compute: int8 = the encoder's dense layers as int8 dots",
+    )
     p.add_argument("--batch-size", type=int, default=None, help="reader rows per forward batch")
     p.add_argument("--no-progress", action="store_true")
     args = p.parse_args(argv)

@@ -36,7 +36,12 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("model", help="bundle, training workdir, reader / retriever folder, or official ReLiK folder")
     p.add_argument("--host", default="127.0.0.1", help="0.0.0.0 to listen on every interface")
     p.add_argument("--port", type=int, default=8000)
-    p.add_argument("--dtype", choices=("float32", "bfloat16"), default="float32")
+    p.add_argument(
+        "--dtype",
+        choices=("float32", "bfloat16", "int8"),
+        default="float32",
+        help="reader compute: int8 = the encoder's dense layers as int8 dots",
+    )
     p.add_argument("--max-batch-docs", type=int, default=32, help="documents gathered into one model call")
     p.add_argument("--max-wait-ms", type=float, default=100.0, help="the longest a request waits for others (0: off)")
     p.add_argument("--max-text-chars", type=int, default=100_000, help="longer texts are refused (413)")

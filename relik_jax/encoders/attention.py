@@ -91,6 +91,14 @@ def merge_heads(x_PLD: jax.Array, num_heads: int) -> jax.Array:
     return x.transpose(0, 2, 1, 3).reshape(p // num_heads, length, num_heads * d)
 
 
+def dot_nt(a_QD: jax.Array, b_KD: jax.Array, dtype: Dtype) -> jax.Array:
+    """`a @ b.T` → `[Q, K]` float32, contracting the last axes of both: written with `b.T`, XLA:CPU
+    upcasts a bf16 dot fed by a transpose to an f32 dot (5x slower; `relik_jax.core.hlo`)."""
+    return jax.lax.dot_general(
+        a_QD.astype(dtype), b_KD.astype(dtype), (((1,), (1,)), ((), ())), preferred_element_type=jnp.float32
+    )
+
+
 def softmax_dropout_values(
     scores_QK: jax.Array,
     v_KD: jax.Array,
@@ -98,9 +106,29 @@ def softmax_dropout_values(
     dropout_rate: float,
     key: jax.Array | None,
 ) -> jax.Array:
-    """softmax(scores) (with dropout when `key` is given) @ v, float32 accumulation."""
+    """softmax(scores) (with dropout when `key` is given) @ v, float32 accumulation.
+
+    Without dropout the normalisation comes after the dot: `(exp(s - max) @ v) / sum`, one divide
+    per output value instead of one per score (attention's elementwise work is most of its time on
+    XLA:CPU: 1.43 instead of 1.63 ms for 4 pairs of 512 in fp32, 1.18 instead of 1.31 in bf16;
+    fp32 results within 2e-6)."""
+    if key is None or dropout_rate == 0.0:
+        return normalised_values(scores_QK, v_KD, dtype)
     probs = dropout(jax.nn.softmax(scores_QK.astype(jnp.float32), axis=-1), dropout_rate, key)
     return jnp.dot(probs.astype(dtype), v_KD.astype(dtype), preferred_element_type=jnp.float32)
+
+
+def unnormalised_softmax(scores: jax.Array, axis: int = -1) -> tuple[jax.Array, jax.Array]:
+    """`(exp(scores - max), sum)` along `axis` in float32: softmax is the first over the second."""
+    s = scores.astype(jnp.float32)
+    e = jnp.exp(s - jax.lax.stop_gradient(jnp.max(s, axis=axis, keepdims=True)))
+    return e, jnp.sum(e, axis=axis, keepdims=True)
+
+
+def normalised_values(scores_QK: jax.Array, v_KD: jax.Array, dtype: Dtype) -> jax.Array:
+    """`softmax(scores) @ v` as `(exp(scores - max) @ v) / sum(exp(...))`."""
+    e, total = unnormalised_softmax(scores_QK)
+    return jnp.dot(e.astype(dtype), v_KD.astype(dtype), preferred_element_type=jnp.float32) / total
 
 
 def dot_product_attention(
@@ -126,16 +154,20 @@ def dot_product_attention(
             "bqnd,bknd->bnqk", q_BLND.astype(dtype), k_BLND.astype(dtype), preferred_element_type=jnp.float32
         )
         scores = jnp.where(key_mask_BL[:, None, None, :], scores, NEG_INF)
-        probs = jax.nn.softmax(scores, axis=-1)
-        if use_dropout:
-            probs = dropout(probs, dropout_rate, dropout_rng)
+        if not use_dropout:
+            e, total_BNQ1 = unnormalised_softmax(scores)
+            ctx = jnp.einsum(
+                "bnqk,bknd->bqnd", e.astype(dtype), v_BLND.astype(dtype), preferred_element_type=jnp.float32
+            )
+            return (ctx / total_BNQ1.transpose(0, 2, 1, 3)).reshape(b, length, n * d)
+        probs = dropout(jax.nn.softmax(scores, axis=-1), dropout_rate, dropout_rng)
         ctx = jnp.einsum(
             "bnqk,bknd->bqnd", probs.astype(dtype), v_BLND.astype(dtype), preferred_element_type=jnp.float32
         )
         return ctx.reshape(b, length, n * d)
 
     def one_pair(q, k, v, mask, key=None):
-        scores = jnp.dot(q.astype(dtype), k.astype(dtype).T, preferred_element_type=jnp.float32)
+        scores = dot_nt(q, k, dtype)
         scores = jnp.where(mask[None, :], scores, NEG_INF)
         return softmax_dropout_values(scores, v, dtype, dropout_rate, key)
 

@@ -113,8 +113,8 @@ class DisentangledSelfAttention(EncoderModule):
         rate = c.attention_dropout
         use_dropout = not deterministic and rate > 0.0
 
-        def dot(a, bt):
-            return jnp.dot(a.astype(dtype), bt.astype(dtype).T, preferred_element_type=jnp.float32)
+        def dot(a, b):
+            return attn.dot_nt(a, b, dtype)
 
         def one_pair(q, k, v, mask, head, key=None):
             scores = dot(q, k) / scale

@@ -60,9 +60,15 @@ class Parts:
 
 def _dtype(dtype: Any) -> Any:
     if isinstance(dtype, str):
-        names = {"float32": jnp.float32, "fp32": jnp.float32, "bfloat16": jnp.bfloat16, "bf16": jnp.bfloat16}
+        names = {
+            "float32": jnp.float32,
+            "fp32": jnp.float32,
+            "bfloat16": jnp.bfloat16,
+            "bf16": jnp.bfloat16,
+            "int8": "int8",
+        }
         if dtype not in names:
-            raise ConfigError(f"dtype must be float32 or bfloat16, got {dtype!r}")
+            raise ConfigError(f"dtype must be float32, bfloat16 or int8, got {dtype!r}")
         return names[dtype]
     return dtype
 
@@ -122,6 +128,8 @@ def load(path: str | Path, *, dtype: Any = "float32", with_retriever: bool = Tru
     typed), `candidates` (span candidates read when there is no retriever).
     """
     retriever_dtype = _dtype(kwargs.pop("retriever_dtype", "float32"))
+    if isinstance(retriever_dtype, str):
+        raise ConfigError("retriever_dtype must be float32 or bfloat16 (int8 is for the reader)")
     unknown = set(kwargs) - set(SETTINGS) - set(READER_OPTIONS) - set(RETRIEVER_OPTIONS) - {"relations", "candidates"}
     if unknown:
         raise ConfigError(

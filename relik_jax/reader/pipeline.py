@@ -24,6 +24,7 @@ from relik_jax.core.errors import ConfigError, DataError
 from relik_jax.core.shapes import bucket, capped_buckets, power_of_two_buckets
 from relik_jax.core.types import NME
 from relik_jax.data.windows import Window, Words, given_words, make_windows, spacy_words
+from relik_jax.encoders import quantize
 from relik_jax.reader import decode, programs
 from relik_jax.reader.checkpoint import load_reader
 from relik_jax.reader.inputs import (
@@ -112,8 +113,16 @@ class ReaderPipeline:
 
     @classmethod
     def from_pretrained(cls, folder: str | Path, *, dtype: Any = jnp.float32, **kwargs) -> ReaderPipeline:
-        """A reader folder (ours or official relik 1.0.7), with the pipeline settings in `kwargs`."""
-        model, params, tokenizer = load_reader(folder, dtype=dtype)
+        """A reader folder (ours or official relik 1.0.7), with the pipeline settings in `kwargs`.
+
+        `dtype`: float32, bfloat16 (matmul operands; accumulation and the heads in float32) or
+        "int8" (the encoder's dense layers as int8 dots, `relik_jax.encoders.quantize`; attention in
+        bfloat16; the heads in float32)."""
+        if isinstance(dtype, str) and dtype == "int8":
+            model, params, tokenizer = load_reader(folder, dtype=jnp.bfloat16)
+            model, params = int8_reader(model, params)
+        else:
+            model, params, tokenizer = load_reader(folder, dtype=dtype)
         return cls(model, jax.device_put(params), tokenizer, **kwargs)
 
     def with_params(self, params: Any) -> ReaderPipeline:
@@ -179,7 +188,7 @@ class ReaderPipeline:
 
     def _vectors_impl(self, params, feats, ent_start, ent_end, pos, ent_emb=None):
         return self.model.apply(
-            {"params": params}, feats, ent_start, ent_end, pos, True, ent_emb, method=Reader.relation_vectors
+            {"params": params}, feats, ent_start, ent_end, pos, True, ent_emb, method="relation_vectors"
         )
 
     def _relations_impl(self, params, subj, obj, rel, ent_valid, rel_valid, threshold):
@@ -417,6 +426,17 @@ class ReaderPipeline:
             return RelikOutput(doc.text, spans, triplets, candidates, window_outputs, words, starts)
         spans, triplets = decode.finalize_re(doc.text, re_spans, re_triplets)
         return RelikOutput(doc.text, spans, triplets, candidates, window_outputs, words, starts)
+
+
+def int8_reader(model: Reader, params: Any) -> tuple[Reader, Any]:
+    """`model` with its encoder's dense layers quantized to int8 (`quantize.int8`), and its params."""
+    ids = _shape((1, 8), np.int32)
+    return quantize.int8(model, params, ids, ids, ids, method="features", methods=READER_METHODS)
+
+
+# every Reader method the programs call (by name), so the int8 interception sees each of them
+READER_METHODS = ("features", "start_logits", "end_logits", "link_logits", "type_logits", "typed_links",
+                  "relation_logits", "relation_vectors", "relation_cells", "__call__")  # fmt: skip
 
 
 def _shape(shape: tuple[int, ...], dtype: Any) -> jax.ShapeDtypeStruct:

@@ -33,7 +33,9 @@ def first_k(mask_BN: jax.Array, k: int) -> tuple[jax.Array, jax.Array, jax.Array
 
 
 def _apply(model: Reader, params, method, *args, rngs=None, **kwargs):
-    return model.apply({"params": params}, *args, method=method, rngs=rngs, **kwargs)
+    # by name: a model wrapped by qwix (int8 inference) answers its own, intercepted, method
+    name = method if isinstance(method, str) else method.__name__
+    return model.apply({"params": params}, *args, method=name, rngs=rngs, **kwargs)
 
 
 def predict_spans(
