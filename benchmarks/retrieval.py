@@ -1,5 +1,5 @@
 """Retrieval benchmark: index build time, queries/second and recall@100 against exact search for
-each backend (exact, approx, scann), at 100k and 1M passages; `--recall`: retriever recall@100 of
+each backend (exact, approx, int8, scann), at 100k and 1M passages; `--recall`: retriever recall@100 of
 gold entities on the EL test sets, MiniLM off the shelf vs fine-tuned on OKE 2015/2016 train.
 
     python benchmarks/retrieval.py                  # 100k and 1M passages
@@ -97,7 +97,7 @@ def speed_rows(
             t = time.perf_counter()
             searcher = make_backend(backend, db)
             build = time.perf_counter() - t
-            nq = exact_queries if backend in ("exact", "approx") else fast_queries
+            nq = exact_queries if backend in ("exact", "approx", "int8") else fast_queries
             qps, ids = timed_search(searcher, q[:nq])
             if backend == "exact":
                 truth = ids
@@ -205,7 +205,7 @@ def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--quick", action="store_true", help="20k passages only (< 1 minute)")
     p.add_argument("--sizes", default="100000,1000000")
-    p.add_argument("--backends", default="exact,approx,scann")
+    p.add_argument("--backends", default="exact,approx,int8,scann")
     p.add_argument("--data", choices=("real", "random"), default="real")
     p.add_argument("--exact-queries", type=int, default=256)
     p.add_argument("--queries", type=int, default=1000, help="queries timed for scann")
