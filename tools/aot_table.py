@@ -4,13 +4,14 @@ memory against HBM, TFLOPs per step per chip, collectives, the largest batch fou
 
 import json
 import sys
+from pathlib import Path
 
 GiB = 1024**3
 
 
 def rows(paths):
     for path in paths:
-        data = json.load(open(path))
+        data = json.loads(Path(path).read_text())
         for r in data["reports"]:
             step = r["programs"][0]
             used = step["argument_bytes"] + step["temp_bytes"] if step["fits"] else step["needed_bytes"]
@@ -29,13 +30,17 @@ def rows(paths):
 
 
 def main(paths):
-    print("| config | slice | mesh (data x model) | levers | global batch | fits | params + Adam state GiB/chip | "
-          "arguments + temporaries GiB/chip (XLA peak) | HBM GiB | TFLOP/step/chip | collectives | largest batch | compile s |")
+    print(
+        "| config | slice | mesh (data x model) | levers | global batch | fits | params + Adam state GiB/chip | "
+        "arguments + temporaries GiB/chip (XLA peak) | HBM GiB | TFLOP/step/chip | collectives | largest batch | compile s |"
+    )
     print("|---|---|---|---|---|---|---|---|---|---|---|---|---|")
     for x in rows(paths):
-        print(f"| {x['config']} | {x['topology']} ({x['chips']} chips) | {x['mesh']} | {x['levers']} | {x['batch']} | "
-              f"{x['fits']} | {x['state']:.2f} | {x['used']:.2f} ({x['peak']:.2f}) | {x['hbm']:.0f} | {x['tflops']:.1f} | "
-              f"{x['coll']} | {x['max']} | {x['compile']:.0f} |")
+        print(
+            f"| {x['config']} | {x['topology']} ({x['chips']} chips) | {x['mesh']} | {x['levers']} | {x['batch']} | "
+            f"{x['fits']} | {x['state']:.2f} | {x['used']:.2f} ({x['peak']:.2f}) | {x['hbm']:.0f} | {x['tflops']:.1f} | "
+            f"{x['coll']} | {x['max']} | {x['compile']:.0f} |"
+        )
 
 
 if __name__ == "__main__":
