@@ -19,6 +19,7 @@ import flax
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
+import qwix
 
 # The modules quantized, as qwix module-path regexes: the BERT / DeBERTa dense layers (Q, K, V,
 # attention output, FFN in / out) under the encoder, wherever it sits in the model's tree.
@@ -27,17 +28,11 @@ DENSE_PATHS = (r"(.*/)?encoder/layer_\d+/.*(query|key|value|query_proj|key_proj|
 
 def rules(paths: Sequence[str] = DENSE_PATHS) -> list[Any]:
     """qwix rules: int8 weights and int8 activations for the dots of the modules in `paths`."""
-    import qwix
-
     return [qwix.QuantizationRule(module_path=p, weight_qtype=jnp.int8, act_qtype=jnp.int8) for p in paths]
 
 
 def quantized_model(model: nn.Module, methods: Sequence[str], paths: Sequence[str] = DENSE_PATHS) -> nn.Module:
     """`model` with qwix PTQ intercepting the dots of `methods` (called by name in `apply`)."""
-    try:
-        import qwix
-    except ImportError as e:  # qwix is a dependency; say what is missing rather than fail deep inside
-        raise ImportError("int8 inference needs qwix: pip install qwix") from e
     return qwix.quantize_model(model, qwix.PtqProvider(rules(paths)), methods=tuple(methods))
 
 
@@ -51,8 +46,6 @@ def int8(
 ) -> tuple[nn.Module, Any]:
     """`(quantized model, params with int8 weights)`; `example_args` are abstract or concrete
     inputs of `method` (only their shapes are used, to find which weights the dots read)."""
-    import qwix
-
     qmodel = quantized_model(model, methods or (method,), paths)
     abstract = jax.eval_shape(lambda *a: qmodel.init(jax.random.key(0), *a, method=method), *example_args)
     abstract = nn.unbox(abstract)["params"]
@@ -68,7 +61,5 @@ def int8(
 
 def is_quantized(params: Any) -> bool:
     """Whether `params` holds qwix-quantized weights."""
-    import qwix
-
     leaves = jax.tree.leaves(params, is_leaf=lambda x: isinstance(x, qwix.QArray))
     return any(isinstance(x, qwix.QArray) for x in leaves)
