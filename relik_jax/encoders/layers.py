@@ -48,13 +48,9 @@ def matmul(x: jax.Array, w: jax.Array, dtype: Dtype) -> jax.Array:
     f32 result gives f32 cotangent dots, and the weight gradient contracts the batch axis of both
     operands, a layout YNNPACK does not take, so XLA:CPU ran every backward dot as an f32 Eigen dot
     (`relik_jax.core.hlo.dot_census` of the train step; ~2x slower than the forward's)."""
-    if _is_array(w) and _is_array(x) and jnp.dtype(dtype) == jnp.bfloat16 and jnp.issubdtype(w.dtype, jnp.floating):
+    if isinstance(w, jax.Array) and jnp.dtype(dtype) == jnp.bfloat16 and jnp.issubdtype(w.dtype, jnp.floating):
         return _low_precision_matmul(x, w)
     return _dot(_cast(x, dtype), _cast(w, dtype))
-
-
-def _is_array(a: Any) -> bool:
-    return isinstance(a, jax.Array)
 
 
 def _dot(x: jax.Array, w: jax.Array) -> jax.Array:

@@ -431,9 +431,7 @@ class ReaderPipeline:
 def int8_reader(model: Reader, params: Any) -> tuple[Reader, Any]:
     """`model` with its encoder's dense layers quantized to int8 (`quantize.int8`), and its params."""
     ids = _shape((1, 8), np.int32)
-    return quantize.int8(
-        model, params, ids, ids, ids, method="features", methods=READER_METHODS, paths=quantize.DENSE_PATHS
-    )
+    return quantize.int8(model, params, ids, ids, ids, method="features", methods=READER_METHODS)
 
 
 # every Reader method the programs call (by name), so the int8 interception sees each of them

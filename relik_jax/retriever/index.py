@@ -90,8 +90,12 @@ class ExactSearch:
         """What the devices hold of the (padded) passage matrix; Int8Search overrides this."""
         return emb
 
-    def _block_scores(self, q: jax.Array, blk: Any) -> jax.Array:
-        """`[Q, block]` scores of the queries against one block of the stored passages."""
+    def _queries(self, q: jax.Array) -> Any:
+        """The queries as `_block_scores` reads them (prepared once per search, not per block)."""
+        return q
+
+    def _block_scores(self, q: Any, blk: Any) -> jax.Array:
+        """`[Q, block]` scores of the (prepared) queries against one block of the stored passages."""
         return jnp.einsum("qh,nh->qn", q, blk, preferred_element_type=jnp.float32)
 
     def _local_top_k(self, scores, k):
@@ -105,10 +109,11 @@ class ExactSearch:
         def local(q, emb):
             offset = jax.lax.axis_index("shard") * shard
             blocks = jax.tree.map(lambda a: a.reshape(shard // block, block, *a.shape[1:]), emb)
+            prepared = self._queries(q)
 
             def one(args):
                 i, blk = args
-                scores = self._block_scores(q, blk)
+                scores = self._block_scores(prepared, blk)
                 ids = offset + i * block + jnp.arange(block)
                 scores = jnp.where(ids[None, :] < n, scores, -jnp.inf)  # padding rows never win
                 top, idx = self._local_top_k(scores, k)
@@ -177,9 +182,11 @@ class Int8Search(ExactSearch):
         values, scales = jax.jit(quantize_rows)(jnp.asarray(emb))
         return np.asarray(values), np.asarray(scales)
 
-    def _block_scores(self, q: jax.Array, blk: Any) -> jax.Array:
-        values, scales = blk
-        qv, qs = quantize_rows(q)
+    def _queries(self, q: jax.Array) -> Any:
+        return quantize_rows(q)
+
+    def _block_scores(self, q: Any, blk: Any) -> jax.Array:
+        (qv, qs), (values, scales) = q, blk
         dots = jax.lax.dot_general(qv, values, (((1,), (1,)), ((), ())), preferred_element_type=jnp.int32)
         return dots.astype(jnp.float32) * qs[:, None] * scales[None, :]
 
