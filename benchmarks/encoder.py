@@ -12,7 +12,7 @@ Rows: `{"shape", "mode", "dtype", "jax_ms", "torch_ms", "ratio"}` with ratio = t
 (> 1: relik_jax is faster). `torch_ms` is always PyTorch **fp32** (the baseline the targets are
 stated against); bf16 and int8 rows add `torch_bf16_ms` and `ratio_vs_torch_bf16` (PyTorch bf16:
 `model.to(bfloat16)` for the forward, `torch.autocast` for training). `--dtypes fp32,bf16,int8`:
-int8 = the dense layers as int8 dots (`relik_jax.encoders.quantize`, qwix), forward only.
+int8 = the dense layers as int8 dots (`relik_jax.encoders.quantize`, qwix SmoothQuant), forward only.
 """
 
 from __future__ import annotations
@@ -72,11 +72,17 @@ def worker_jax(args) -> dict:
 
     dtype = jnp.float32 if args.dtype == "fp32" else jnp.bfloat16
     module, params, _ = load_encoder(default_encoder_path(), dtype=dtype)
-    if args.dtype == "int8":  # dense layers int8 (qwix PTQ), attention bf16; forward only
+    if args.dtype == "int8":  # dense layers int8 (qwix, SmoothQuant), attention bf16; forward only
+        import numpy as np
+
         from relik_jax.encoders import quantize
 
         ids = jax.ShapeDtypeStruct((1, 8), jnp.int32)
-        module, params = quantize.int8(module, params, ids, ids, method="__call__")
+        # the smoothing scales from one batch of random tokens: they change the values, not the speed
+        cal = jnp.asarray(np.random.default_rng(0).integers(1000, 20000, (4, 128)), jnp.int32)
+        module, params = quantize.int8(
+            module, params, ids, ids, method="__call__", calibration=[(cal, jnp.ones_like(cal))]
+        )
         args.modes = "fwd"
     params = jax.device_put(params)
 

@@ -7,7 +7,8 @@ triplets, each precision's strict triplet F1 against the gold, and its speed.
 `--model`: anything `Relik.from_pretrained` loads (a training workdir's bundle); RE records
 (`doc_words`, spans, triplets). A typed reader reads the bundle's span candidates (its entity types)
 or `--candidates a,b,c`; relation names are the bundle's. Every precision (fp32, bf16, int8: the
-encoder's dense layers as int8 dots) reads the same documents with the same settings, each after a
+encoder's dense layers as int8 dots, SmoothQuant-calibrated on the package's texts; `--dtypes
+float32,int8_absmax` adds the plain absmax int8) reads the same documents with the same settings, each after a
 warm-up pass over the first documents (compilations). Agreement = |fp32 ∩ other| / |fp32 ∪ other|
 over (document, span) and (document, triplet) items, labels included; also the share of documents
 whose outputs are identical.
@@ -24,6 +25,8 @@ from environment import environment, write_json  # benchmarks/environment.py (th
 
 ROOT = Path(__file__).resolve().parents[1]
 DTYPES = ("float32", "bfloat16", "int8")  # fp32 is the reference the others are compared with
+# int8 is SmoothQuant (calibrated on the package's texts); int8_absmax the plain absmax int8 of before
+VARIANTS = {"int8_absmax": ("int8", {"calibration": False})}
 sys.path.insert(0, str(ROOT))
 
 
@@ -35,7 +38,8 @@ def _chars(starts, words, span):
 def run(model: str, docs, dtype: str, candidates, batch_size: int) -> dict:
     from relik_jax.inference.relik import Relik
 
-    relik = Relik.from_pretrained(model, dtype=dtype, batch_size=batch_size)
+    dtype, extra = VARIANTS.get(dtype, (dtype, {}))
+    relik = Relik.from_pretrained(model, dtype=dtype, batch_size=batch_size, **extra)
     kw = {"candidates": candidates} if candidates else {}
     relik(words=[list(d.words) for d in docs[:8]], **kw)  # compiles most shapes
     t = time.perf_counter()
@@ -73,6 +77,7 @@ def main(argv=None) -> None:
     ap.add_argument("--candidates", default="", help="typed readers: comma-separated span candidates")
     ap.add_argument("--max-docs", type=int, default=0)
     ap.add_argument("--batch-size", type=int, default=16)
+    ap.add_argument("--dtypes", default=",".join(DTYPES), help=f"float32 first; also {', '.join(VARIANTS)}")
     ap.add_argument("--json", default="")
     args = ap.parse_args(argv)
     from relik_jax.data.formats import read_re
@@ -80,10 +85,13 @@ def main(argv=None) -> None:
     env = environment()
     docs = read_re(args.data)[: args.max_docs or None]
     cands = [c for c in args.candidates.split(",") if c]
-    res = {dt: run(args.model, docs, dt, cands, args.batch_size) for dt in DTYPES}
+    dtypes = [d for d in args.dtypes.split(",") if d]
+    if dtypes[0] != "float32":
+        ap.error("--dtypes starts with float32 (the reference)")
+    res = {dt: run(args.model, docs, dt, cands, args.batch_size) for dt in dtypes}
     a = res["float32"]
     rows = []
-    for dt in DTYPES[1:]:
+    for dt in dtypes[1:]:
         b = res[dt]
         for what in ("spans", "triplets"):
             x, y = a[what], b[what]

@@ -45,6 +45,12 @@ def main(argv: list[str] | None = None) -> int:
         default="float32",
         help="reader compute: int8 = the encoder's dense layers as int8 dots",
     )
+    p.add_argument(
+        "--retriever-dtype",
+        choices=("float32", "bfloat16", "int8"),
+        default="float32",
+        help="retriever query encoder: int8 = its dense layers as int8 dots (passage vectors as stored)",
+    )
     p.add_argument("--top-k", type=int)
     p.add_argument("--window-size", type=int)
     p.add_argument("--window-stride", type=int)
@@ -64,7 +70,9 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     settings = {k: getattr(args, k) for k in SETTINGS if getattr(args, k) is not None}
     extra = {"batch_size": args.batch_size} if args.batch_size else {}
-    relik = Relik.from_pretrained(args.model, dtype=args.dtype, **extra, **settings)
+    relik = Relik.from_pretrained(
+        args.model, dtype=args.dtype, retriever_dtype=args.retriever_dtype, **extra, **settings
+    )
     fields = Fields(args.text_field, args.id_field, args.candidates_field)
     stats = annotate_file(
         relik, job, fields=fields, settings=settings, with_windows=args.with_windows, progress=not args.no_progress,

@@ -73,6 +73,12 @@ def main(argv: list[str] | None = None) -> int:
         default="float32",
         help="reader compute: int8 = the encoder's dense layers as int8 dots",
     )
+    p.add_argument(
+        "--retriever-dtype",
+        choices=("float32", "bfloat16", "int8"),
+        default="float32",
+        help="retriever query encoder: int8 = its dense layers as int8 dots (passage vectors as stored)",
+    )
     p.add_argument("--batch-size", type=int, default=None, help="reader rows per forward batch")
     p.add_argument("--no-progress", action="store_true")
     args = p.parse_args(argv)
@@ -90,7 +96,7 @@ def main(argv: list[str] | None = None) -> int:
         datasets[name] = docs
     kb = kb_passages(args.kb) if args.kb else None
     extra = {"batch_size": args.batch_size} if args.batch_size else {}
-    relik = Relik.from_pretrained(args.model, dtype=args.dtype, **extra)
+    relik = Relik.from_pretrained(args.model, dtype=args.dtype, retriever_dtype=args.retriever_dtype, **extra)
     missing = el.prepare_relik(relik, [d for ds in datasets.values() for d in ds], kb)
     if missing:
         total = len({t for ds in datasets.values() for d in ds for _, _, t in d.spans if t != NME})

@@ -42,6 +42,12 @@ def parser() -> argparse.ArgumentParser:
         default="float32",
         help="reader compute: int8 = the encoder's dense layers as int8 dots",
     )
+    p.add_argument(
+        "--retriever-dtype",
+        choices=("float32", "bfloat16", "int8"),
+        default="float32",
+        help="retriever query encoder: int8 = its dense layers as int8 dots (passage vectors as stored)",
+    )
     p.add_argument("--max-batch-docs", type=int, default=32, help="documents gathered into one model call")
     p.add_argument("--max-wait-ms", type=float, default=100.0, help="the longest a request waits for others (0: off)")
     p.add_argument("--max-text-chars", type=int, default=100_000, help="longer texts are refused (413)")
@@ -75,6 +81,8 @@ def options(args: argparse.Namespace) -> tuple[serving.ServeOptions, dict]:
     if not 0 <= args.port <= 65535:
         raise ConfigError(f"--port must be in [0, 65535], got {args.port}")
     load = {k: getattr(args, k) for k in SETTINGS if getattr(args, k, None) is not None}
+    if getattr(args, "retriever_dtype", "float32") != "float32":
+        load["retriever_dtype"] = args.retriever_dtype
     for key in ("batch_size", "max_length", "question_max_length"):
         if getattr(args, key):
             load[key] = getattr(args, key)

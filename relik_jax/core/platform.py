@@ -1,22 +1,50 @@
 """XLA settings applied once, when `relik_jax` is imported, before JAX initialises its backends.
 
-On XLA:CPU (jaxlib 0.10) the YNNPACK fusions of element-wise and reduction ops around matmuls
-(LayerNorm, GELU, softmax) are slower than XLA's own loops: keeping YNNPACK for the dots only made
-the MiniLM forward 10-20% faster at 8x128, 32x128 and 8x512 and the training step ~5% faster,
-in fp32 and bf16 alike (README, "Encoder speed"). Switching YNNPACK off entirely loses the fast
-bf16 matmuls. The flag is ignored by GPU/TPU compilers.
+On XLA:CPU (jaxlib 0.10) YNNPACK also fuses the element-wise and reduction ops around the matmuls
+(LayerNorm, GELU, softmax). Whether that is faster than XLA's own loops depends on the CPU:
+
+- without AMX (the machines the project was first tuned on, AVX-512 / AVX2): keeping YNNPACK for
+  the dots only (`--xla_cpu_experimental_ynn_fusion_type=-eltwise,-reduce`) made the MiniLM forward
+  10-20% faster at 8x128, 32x128 and 8x512 and the training step ~5% faster, fp32 and bf16 alike
+  (README, "Encoder speed");
+- with AMX (Intel Xeon, `amx_bf16` / `amx_int8` in /proc/cpuinfo), YNNPACK's own fusions are faster:
+  MiniLM forward 4x512 fp32 358 -> 306 ms, bf16 238 -> 207, int8 233 -> 169, and attention alone
+  (4x512, one layer, bf16) 21 -> 15 ms (2026-12-02, README "What makes them fast on CPU").
+
+So the flag is set on CPUs without AMX only. Switching YNNPACK off entirely loses the fast bf16 and
+int8 matmuls everywhere. The flag is ignored by GPU/TPU compilers.
 
 Set `RELIK_JAX_XLA_DEFAULTS=0` to leave `XLA_FLAGS` untouched; a flag the user already set wins.
 """
 
 from __future__ import annotations
 
+import functools
 import importlib.metadata
 import os
 import sys
 
-CPU_FLAGS: tuple[str, ...] = ("--xla_cpu_experimental_ynn_fusion_type=-eltwise,-reduce",)
+NO_AMX_FLAGS: tuple[str, ...] = ("--xla_cpu_experimental_ynn_fusion_type=-eltwise,-reduce",)
 _MIN_JAXLIB = (0, 10)
+
+
+@functools.cache
+def cpu_has_amx() -> bool:
+    """Whether this CPU has AMX matrix units (Linux: `amx_bf16` or `amx_int8` among the flags)."""
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as f:
+            for line in f:
+                if line.startswith("flags"):
+                    flags = set(line.split(":", 1)[1].split())
+                    return bool({"amx_bf16", "amx_int8"} & flags)
+    except OSError:
+        pass
+    return False
+
+
+def cpu_flags() -> tuple[str, ...]:
+    """The XLA flags `configure` adds on this CPU."""
+    return () if cpu_has_amx() else NO_AMX_FLAGS
 
 
 def _jaxlib_version() -> tuple[int, ...]:
@@ -34,7 +62,7 @@ def configure() -> None:
         return  # too late to change flags; JAX already compiled with its own.
     current = os.environ.get("XLA_FLAGS", "")
     names = {f.split("=")[0] for f in current.split()}
-    extra = [f for f in CPU_FLAGS if f.split("=")[0] not in names]
+    extra = [f for f in cpu_flags() if f.split("=")[0] not in names]
     if extra:
         os.environ["XLA_FLAGS"] = " ".join([current, *extra]).strip()
 

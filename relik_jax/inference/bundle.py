@@ -26,7 +26,7 @@ from relik_jax.inference.settings import Settings
 from relik_jax.official.relik_folder import is_relik_folder, read_relik_folder
 from relik_jax.official.retriever import load_retriever
 from relik_jax.reader.checkpoint import save_reader
-from relik_jax.reader.pipeline import ReaderPipeline
+from relik_jax.reader.pipeline import Calibration, ReaderPipeline
 from relik_jax.retriever.dense import DenseRetriever
 
 log = logging.getLogger(__name__)
@@ -43,6 +43,7 @@ SETTINGS = (
 )
 READER_OPTIONS = (
     "batch_size", "max_length", "max_starts", "max_entities", "official_decisions", "use_nme", "overflow",
+    "calibration",
 )  # fmt: skip
 RETRIEVER_OPTIONS = ("question_max_length", "passage_max_length")
 
@@ -119,17 +120,27 @@ def load(path: str | Path, *, dtype: Any = "float32", with_retriever: bool = Tru
 
     `dtype` is the reader's compute dtype; the retriever computes in float32 (it is a small part
     of the time, and bfloat16 scores would reorder the top-k, changing the reader's candidates),
-    unless `retriever_dtype` says otherwise.
+    unless `retriever_dtype` says otherwise (bfloat16, or int8: the query encoder's dense layers as
+    int8 dots, `DenseRetriever.int8_queries`; the stored passage vectors are unchanged).
 
     kwargs: settings (`top_k`, `window_size`, `window_stride`, `relation_threshold`,
     `annotation_type`), reader options (`batch_size`, `max_length`, `max_starts`, `max_entities`,
-    `official_decisions`; typed readers: `use_nme`, `overflow`), retriever options
+    `official_decisions`; typed readers: `use_nme`, `overflow`; int8: `calibration`, a
+    `reader.pipeline.Calibration`, by default the package's texts with the bundle's candidate lists),
+    retriever options
     (`question_max_length`, `passage_max_length`), `relations` (relation names for RE / cIE /
     typed), `candidates` (span candidates read when there is no retriever).
     """
     retriever_dtype = _dtype(kwargs.pop("retriever_dtype", "float32"))
-    if isinstance(retriever_dtype, str):
-        raise ConfigError("retriever_dtype must be float32 or bfloat16 (int8 is for the reader)")
+    parts = _load(path, dtype, retriever_dtype, with_retriever, kwargs)
+    if retriever_dtype == "int8" and parts.retriever is not None:  # the query encoder; passages as stored
+        parts.retriever = parts.retriever.int8_queries()
+    return parts
+
+
+def _load(path: str | Path, dtype: Any, retriever_dtype: Any, with_retriever: bool, kwargs: dict) -> Parts:
+    if isinstance(retriever_dtype, str):  # int8: the query encoder quantized from its bfloat16 load
+        retriever_dtype = jnp.bfloat16
     unknown = set(kwargs) - set(SETTINGS) - set(READER_OPTIONS) - set(RETRIEVER_OPTIONS) - {"relations", "candidates"}
     if unknown:
         raise ConfigError(
@@ -196,6 +207,11 @@ def _make(reader_folder, retriever_folder, dtypes, kwargs: dict, defaults: dict,
     reader = None
     if reader_folder is not None:
         reader_kw = {k: opts[k] for k in READER_OPTIONS if k in opts}
+        if dtype == "int8" and "calibration" not in reader_kw:  # SmoothQuant reads the bundle's candidate lists
+            reader_kw["calibration"] = Calibration(
+                candidates=list(opts.get("candidates") or ()) or None,
+                relations=list(opts.get("relations") or ()) or None,
+            )
         reader = ReaderPipeline.from_pretrained(
             reader_folder,
             dtype=dtype,

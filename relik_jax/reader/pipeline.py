@@ -112,18 +112,48 @@ class ReaderPipeline:
         self.overflow = collections.Counter()
 
     @classmethod
-    def from_pretrained(cls, folder: str | Path, *, dtype: Any = jnp.float32, **kwargs) -> ReaderPipeline:
+    def from_pretrained(
+        cls,
+        folder: str | Path,
+        *,
+        dtype: Any = jnp.float32,
+        calibration: Calibration | bool | None = None,
+        **kwargs,
+    ) -> ReaderPipeline:
         """A reader folder (ours or official relik 1.0.7), with the pipeline settings in `kwargs`.
 
         `dtype`: float32, bfloat16 (matmul operands; accumulation and the heads in float32) or
         "int8" (the encoder's dense layers as int8 dots, `relik_jax.encoders.quantize`; attention in
-        bfloat16; the heads in float32)."""
+        bfloat16; the heads in float32). int8 is SmoothQuant calibrated on `calibration` (documents
+        and candidates; None: the package's calibration texts, `default_calibration`), or plain
+        absmax quantization with `calibration=False`; a `Calibration`'s empty fields are filled
+        by `default_calibration`."""
         if isinstance(dtype, str) and dtype == "int8":
             model, params, tokenizer = load_reader(folder, dtype=jnp.bfloat16)
-            model, params = int8_reader(model, params)
+            batches = None
+            if calibration is not False:
+                docs = default_calibration(model.config.spec, None if calibration is True else calibration)
+                batches = cls(model, params, tokenizer, **kwargs).calibration_batches(docs)
+            model, params = int8_reader(model, params, batches)
         else:
             model, params, tokenizer = load_reader(folder, dtype=dtype)
         return cls(model, jax.device_put(params), tokenizer, **kwargs)
+
+    def calibration_batches(self, calibration: Calibration) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+        """The encoder inputs (ids, mask, token types) of `calibration`'s documents, as this pipeline
+        builds its rows and batches."""
+        if not calibration.texts:
+            raise DataError("int8 calibration needs at least one text")
+        _, docs_words = documents(list(calibration.texts))
+        cands = list(calibration.candidates)
+        rels = list(calibration.relations)
+        rows = [r for d, (text, w) in enumerate(docs_words) for r in self.rows(self.prepare(d, text, w, cands, rels))]
+        batches = []
+        for s in range(0, len(rows), self.batch_size):
+            b = collate(rows[s : s + self.batch_size], batch_size=self.batch_size,
+                        length_buckets=self.length_buckets, column_buckets=self.column_buckets)  # fmt: skip
+            batches.append((b["input_ids"], b["attention_mask"], b["token_type_ids"]))
+        return batches
 
     def with_params(self, params: Any) -> ReaderPipeline:
         """This pipeline with other weights (the same compiled programs and settings)."""
@@ -428,10 +458,50 @@ class ReaderPipeline:
         return RelikOutput(doc.text, spans, triplets, candidates, window_outputs, words, starts)
 
 
-def int8_reader(model: Reader, params: Any) -> tuple[Reader, Any]:
-    """`model` with its encoder's dense layers quantized to int8 (`quantize.int8`), and its params."""
+def int8_reader(model: Reader, params: Any, calibration: Sequence[Any] | None = None) -> tuple[Reader, Any]:
+    """`model` with its encoder's dense layers quantized to int8 (`quantize.int8`), and its params;
+    SmoothQuant with `calibration` (batches of `Reader.features` inputs)."""
     ids = _shape((1, 8), np.int32)
-    return quantize.int8(model, params, ids, ids, ids, method="features", methods=READER_METHODS)
+    return quantize.int8(
+        model, params, ids, ids, ids, method="features", methods=READER_METHODS, calibration=calibration
+    )
+
+
+@dataclasses.dataclass(frozen=True)
+class Calibration:
+    """What int8 SmoothQuant measures the activations on: texts, and the candidates every window of
+    them reads (as `ReaderPipeline.__call__` takes them: RE the relation names, EL entity titles, a
+    typed reader its span types, cIE entity titles and `relations`). A field left None is filled by
+    `default_calibration`."""
+
+    texts: Sequence[str] | None = None
+    candidates: Sequence[str] | None = None
+    relations: Sequence[str] | None = None
+
+
+def default_calibration(spec: Any, given: Calibration | None = None) -> Calibration:
+    """`given` with its empty fields filled: the package's calibration texts
+    (`quantize.calibration_texts`) and candidates from the bundled sample (entity titles,
+    entity types, relation names) as `spec`'s rows read them. An RE reader's candidates are relation
+    names: `given.relations` serve as its candidates when `given.candidates` is None."""
+    from importlib import resources
+
+    given = given or Calibration()
+    sample = resources.files("relik_jax.resources") / "sample"
+
+    def column(name: str, i: int) -> list[str]:
+        return [ln.split("\t")[i] for ln in (sample / name).read_text("utf-8").splitlines() if ln]
+
+    texts = quantize.calibration_texts() if given.texts is None else given.texts
+    relations = given.relations if given.relations is not None else column("relations.tsv", 0)
+    if spec.candidates == "relations":
+        cands = given.candidates if given.candidates is not None else relations
+        return Calibration(texts, cands, ())
+    if spec.typed:
+        cands = given.candidates if given.candidates is not None else sorted(set(column("types.tsv", 1)))
+        return Calibration(texts, cands, relations)
+    cands = given.candidates if given.candidates is not None else column("kb.tsv", 0)[:20]
+    return Calibration(texts, cands, relations if spec.extra_relations else ())
 
 
 # every Reader method the programs call (by name), so the int8 interception sees each of them

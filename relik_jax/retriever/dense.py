@@ -24,7 +24,7 @@ from tqdm.auto import tqdm
 from relik_jax.core.assets import resolve_model_path
 from relik_jax.core.errors import CheckpointError, ConfigError
 from relik_jax.core.shapes import bucket, capped_buckets, power_of_two_buckets
-from relik_jax.encoders import EncoderConfig
+from relik_jax.encoders import EncoderConfig, quantize
 from relik_jax.encoders.hf import load_encoder, load_tokenizer, read_state_dict, save_encoder
 from relik_jax.encoders.text_encoder import pad_ids, truncate_ids
 from relik_jax.retriever.index import Index, params_fingerprint, validate_passages
@@ -92,6 +92,7 @@ class DenseRetriever:
         self._embed_spans = jax.jit(
             lambda p, i, m, s, e: model.apply({"params": p}, i, m, s, e, method=BiEncoder.embed_queries)
         )
+        self._question: tuple[Any, Any, Any] | None = None  # int8 query encoder: (params, embed, embed_spans)
         self._truncated = 0
         self._fingerprint: str | None = None
         self.index: Index | None = None
@@ -203,7 +204,7 @@ class DenseRetriever:
         for s in starts:
             idx = order[s : s + self.batch_size]
             batch = self.tokenize([texts[i] for i in idx], max_length)
-            vec = self._embed[kind](self.params, batch["input_ids"], batch["attention_mask"])
+            vec = self._embedder(kind)(self._params_for(kind), batch["input_ids"], batch["attention_mask"])
             out[idx] = np.asarray(vec, np.float32)[: len(idx)]  # sliced on the host: no program per size
         if self._truncated:
             log.warning("%d %s(s) longer than %d tokens were truncated", self._truncated, kind, max_length)
@@ -217,7 +218,7 @@ class DenseRetriever:
         for rows in power_of_two_buckets(self.batch_size):
             for length in lengths:
                 ids = jax.ShapeDtypeStruct((rows, length), np.int32)
-                self._embed["question"].lower(self.params, ids, ids).compile()  # ahead of time: runs nothing
+                self._embedder("question").lower(self._params_for("question"), ids, ids).compile()  # runs nothing
                 n += 1
         if k is not None and self.index is not None:
             self.index.search(np.zeros((1, self.index.dim), np.float32), k)
@@ -260,10 +261,47 @@ class DenseRetriever:
         self.index = index
 
     def with_params(self, params: Any) -> DenseRetriever:
-        """This retriever with other weights (the same compiled programs) and no index."""
+        """This retriever with other weights (the same compiled programs) and no index (and no int8
+        query encoder: `int8_queries` again quantizes the new weights)."""
         new = copy.copy(self)
-        new.params, new.index, new._fingerprint = params, None, None
+        new.params, new.index, new._fingerprint, new._question = params, None, None, None
         return new
+
+    def int8_queries(self, calibration: Sequence[str] | None = None) -> DenseRetriever:
+        """This retriever with its query encoder's dense layers as int8 dots (`quantize.int8`,
+        SmoothQuant calibrated on `calibration` as queries, by default `quantize.calibration_texts`).
+        Passages (index building, `add_passages`) keep this retriever's weights and dtype, so an
+        index built before scores the same passage vectors."""
+        texts = list(quantize.calibration_texts() if calibration is None else calibration)
+        if not texts:
+            raise ConfigError("int8 calibration needs at least one text")
+        batches = []
+        for s in range(0, len(texts), self.batch_size):
+            b = self.tokenize(texts[s : s + self.batch_size], self.question_max_length)
+            batches.append((b["input_ids"], b["attention_mask"]))
+        ids = jax.ShapeDtypeStruct((1, 8), np.int32)
+        methods = ("embed_questions", "embed_queries")
+        qmodel, qparams = quantize.int8(
+            self.model, self.params, ids, ids, method="embed_questions", methods=methods, calibration=batches
+        )
+        new = copy.copy(self)
+        new._question = (
+            jax.device_put(qparams),
+            jax.jit(lambda p, i, m: qmodel.apply({"params": p}, i, m, method="embed_questions")),
+            jax.jit(lambda p, i, m, s, e: qmodel.apply({"params": p}, i, m, s, e, method="embed_queries")),
+        )
+        return new
+
+    @property
+    def query_dtype(self) -> str:
+        """The query encoder's compute: "int8" after `int8_queries`, else the model's dtype."""
+        return "int8" if self._question else jnp.dtype(self.model.dtype).name
+
+    def _params_for(self, kind: str) -> Any:
+        return self._question[0] if kind == "question" and self._question else self.params
+
+    def _embedder(self, kind: str) -> Any:
+        return self._question[1] if kind == "question" and self._question else self._embed[kind]
 
     def add_passages(self, ids: Sequence[str], passages: Sequence[str], *, progress: bool = False) -> None:
         if self.index is None:
@@ -306,8 +344,13 @@ class DenseRetriever:
             )
             ids = pad_ids(enc["input_ids"], rows, length)
             arr = span_arrays(ranges, rows, n_spans)
-            w, v = self._embed_spans(
-                self.params, ids["input_ids"], ids["attention_mask"], arr["span_start"], arr["span_end"]
+            embed_spans = self._question[2] if self._question else self._embed_spans
+            w, v = embed_spans(
+                self._params_for("question"),
+                ids["input_ids"],
+                ids["attention_mask"],
+                arr["span_start"],
+                arr["span_end"],
             )
             windows[s : s + len(part)] = np.asarray(w, np.float32)[: len(part)]
             v = np.asarray(v, np.float32)

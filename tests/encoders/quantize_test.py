@@ -77,13 +77,37 @@ def test_int8_decisions_agree_with_fp32_on_the_calibration_documents(fixtures_di
     assert len(a & b) / len(a | b) >= MIN_AGREEMENT, (len(a), len(b), len(a & b))
 
 
-def test_int8_is_for_the_reader_only(fixtures_dir):
+def test_bad_dtype_is_refused(fixtures_dir):
     from relik_jax.inference.relik import Relik
 
-    with pytest.raises(ConfigError, match="int8 is for the reader"):
-        Relik.from_pretrained(fixtures_dir / "models" / "relik-reader-span-tiny", retriever_dtype="int8")
-    with pytest.raises(ConfigError, match="float32, bfloat16 or int8"):
-        Relik.from_pretrained(fixtures_dir / "models" / "relik-reader-span-tiny", dtype="int4")
+    for kw in ({"dtype": "int4"}, {"retriever_dtype": "fp8"}):
+        with pytest.raises(ConfigError, match="float32, bfloat16 or int8"):
+            Relik.from_pretrained(fixtures_dir / "models" / "relik-reader-span-tiny", **kw)
+
+
+def test_int8_query_encoder_runs_int8_dots_and_keeps_the_passages(fixtures_dir):
+    """`DenseRetriever.int8_queries`: query vectors close to fp32's (cosine), the same top-k on the
+    fixture passages for most queries, passage vectors (the index side) unchanged, int8 dots."""
+    from relik_jax.data.jsonl import read_jsonl
+    from relik_jax.retriever.dense import DenseRetriever
+
+    fp32 = DenseRetriever.from_encoder(fixtures_dir / "models" / "tiny-bert", batch_size=8)
+    queries = [r["text"] for r in read_jsonl(fixtures_dir / "retriever" / "queries.jsonl")]
+    passages = [r["text"] for r in read_jsonl(fixtures_dir / "retriever" / "passages.jsonl")]
+    fp32.build_index([str(i) for i in range(len(passages))], passages, progress=False)
+    q8 = fp32.int8_queries()
+    assert q8.query_dtype == "int8" and fp32.query_dtype == "float32"
+    assert q8.index is fp32.index
+    np.testing.assert_array_equal(q8.embed_passages(passages[:8]), fp32.embed_passages(passages[:8]))
+    a, b = fp32.embed_questions(queries), q8.embed_questions(queries)
+    cos = (a * b).sum(-1) / (np.linalg.norm(a, axis=-1) * np.linalg.norm(b, axis=-1))
+    assert cos.min() >= MIN_COSINE, cos.min()
+    top = lambda r: [{h.id for h in hits} for hits in r.retrieve(queries, k=5)]  # noqa: E731
+    same = np.mean([x == y for x, y in zip(top(fp32), top(q8))])
+    assert same >= 0.8, same  # measured 0.9 (20 queries, 200 passages)
+    ids = jax.ShapeDtypeStruct((8, 16), np.int32)
+    text = q8._embedder("question").lower(q8._params_for("question"), ids, ids).compile().as_text()
+    assert hlo.dot_census(text)["ynnpack s8xs8->s32"] == 6 * fp32.model.config.question.num_layers
 
 
 def test_int8_of_a_model_without_matching_layers_says_so():
@@ -99,3 +123,74 @@ def test_int8_of_a_model_without_matching_layers_says_so():
     params = m.init(jax.random.key(0), x)["params"]
     with pytest.raises(ValueError, match="no weight of Plain matched"):
         quantize.int8(m, params, x, method="__call__")
+
+
+def _ids(rng, shape):
+    ids = jnp.asarray(rng.integers(1000, 20000, shape), jnp.int32)
+    return ids, jnp.ones_like(ids), jnp.zeros_like(ids)
+
+
+def _rel_error(a, b):
+    return float(np.linalg.norm(np.asarray(a) - np.asarray(b)) / np.linalg.norm(np.asarray(a)))
+
+
+def test_smoothing_scales_and_their_inverses_multiply_to_one(fixtures_dir):
+    from relik_jax.reader.pipeline import load_reader
+
+    model, params, _ = load_reader(fixtures_dir / "models" / "relik-reader-span-tiny", dtype=jnp.bfloat16)
+    rng = np.random.default_rng(1)
+    batches = [_ids(rng, (2, 24)), _ids(rng, (3, 40)), _ids(rng, (1, 16))]  # differing activations
+    stats = quantize.smoothing_stats(model, params, batches, method="features")
+    found = 0
+    for path, node in jax.tree_util.tree_flatten_with_path(
+        stats, is_leaf=lambda x: isinstance(x, dict) and "count" in x
+    )[0]:
+        if isinstance(node, dict) and "sum_of_sq_scale" in node:
+            n = float(node["count"])
+            assert n == 3, (path, n)
+            s, inv = np.asarray(node["sum_of_sq_scale"]) / n, np.asarray(node["sum_of_inv_sq_scale"]) / n
+            np.testing.assert_allclose(s * inv, 1.0, rtol=1e-5)
+            found += 1
+    assert found == 6 * model.config.encoder.num_layers, found
+
+
+def test_smoothquant_recovers_the_precision_an_outlier_channel_takes(fixtures_dir):
+    """A LayerNorm channel 40x the others (as trained BERTs have) ruins per-token int8 of the next
+    dots; SmoothQuant's per-channel scales move it into the weights."""
+    from relik_jax.reader.pipeline import READER_METHODS, load_reader
+
+    folder = fixtures_dir / "models" / "relik-reader-span-tiny"
+    model, params, _ = load_reader(folder, dtype=jnp.bfloat16)
+    ln = params["transformer_model"]["embeddings"]["LayerNorm"]
+    ln["scale"], ln["bias"] = np.array(ln["scale"]), np.array(ln["bias"])
+    ln["scale"][5] *= 40.0
+    ln["bias"][5] += 8.0
+    rng = np.random.default_rng(2)
+    x = _ids(rng, (2, 48))
+    fp32 = model.clone(dtype=jnp.float32).apply({"params": params}, *x, method="features")
+    s = jax.ShapeDtypeStruct((1, 8), np.int32)
+    errors = {}
+    for name, calibration in (("absmax", None), ("smooth", [_ids(rng, (4, 48)) for _ in range(2)])):
+        qm, qp = quantize.int8(
+            model, params, s, s, s, method="features", methods=READER_METHODS, calibration=calibration
+        )
+        errors[name] = _rel_error(fp32, qm.apply({"params": qp}, *x, method="features"))
+    assert errors["smooth"] < 0.7 * errors["absmax"], errors
+
+
+def test_int8_pipeline_smooths_by_default_and_not_with_calibration_false(fixtures_dir):
+    from qwix.contrib import smooth_quant
+
+    from relik_jax.core.errors import DataError
+    from relik_jax.reader.pipeline import Calibration, ReaderPipeline
+
+    folder = fixtures_dir / "models" / "relik-reader-triplet-tiny"
+    smoothed = lambda p: any(  # noqa: E731
+        isinstance(v, smooth_quant.WithSqScale)
+        for v in jax.tree.leaves(p.params, is_leaf=lambda v: isinstance(v, smooth_quant.WithSqScale))
+    )
+    assert smoothed(ReaderPipeline.from_pretrained(folder, dtype="int8"))
+    plain = ReaderPipeline.from_pretrained(folder, dtype="int8", calibration=False)
+    assert quantize.is_quantized(plain.params) and not smoothed(plain)
+    with pytest.raises(DataError, match="at least one text"):
+        ReaderPipeline.from_pretrained(folder, dtype="int8", calibration=Calibration(texts=[]))
