@@ -38,7 +38,12 @@ def _chars(starts, words, span):
 def run(model: str, docs, dtype: str, candidates, batch_size: int) -> dict:
     from relik_jax.inference.relik import Relik
 
-    dtype, extra = VARIANTS.get(dtype, (dtype, {}))
+    if dtype.startswith("int8@"):  # SmoothQuant with another alpha (choose it on a dev split)
+        from relik_jax.reader.pipeline import Calibration
+
+        dtype, extra = "int8", {"calibration": Calibration(alpha=float(dtype.split("@")[1]))}
+    else:
+        dtype, extra = VARIANTS.get(dtype, (dtype, {}))
     relik = Relik.from_pretrained(model, dtype=dtype, batch_size=batch_size, **extra)
     kw = {"candidates": candidates} if candidates else {}
     relik(words=[list(d.words) for d in docs[:8]], **kw)  # compiles most shapes
@@ -77,7 +82,11 @@ def main(argv=None) -> None:
     ap.add_argument("--candidates", default="", help="typed readers: comma-separated span candidates")
     ap.add_argument("--max-docs", type=int, default=0)
     ap.add_argument("--batch-size", type=int, default=16)
-    ap.add_argument("--dtypes", default=",".join(DTYPES), help=f"float32 first; also {', '.join(VARIANTS)}")
+    ap.add_argument(
+        "--dtypes",
+        default=",".join(DTYPES),
+        help=f"float32 first; also {', '.join(VARIANTS)}, int8@ALPHA (SmoothQuant alpha)",
+    )
     ap.add_argument("--json", default="")
     args = ap.parse_args(argv)
     from relik_jax.data.formats import read_re

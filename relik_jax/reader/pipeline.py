@@ -130,11 +130,11 @@ class ReaderPipeline:
         by `default_calibration`."""
         if isinstance(dtype, str) and dtype == "int8":
             model, params, tokenizer = load_reader(folder, dtype=jnp.bfloat16)
-            batches = None
+            batches, alpha = None, quantize.SMOOTHING
             if calibration is not False:
                 docs = default_calibration(model.config.spec, None if calibration is True else calibration)
-                batches = cls(model, params, tokenizer, **kwargs).calibration_batches(docs)
-            model, params = int8_reader(model, params, batches)
+                batches, alpha = cls(model, params, tokenizer, **kwargs).calibration_batches(docs), docs.alpha
+            model, params = int8_reader(model, params, batches, alpha=alpha)
         else:
             model, params, tokenizer = load_reader(folder, dtype=dtype)
         return cls(model, jax.device_put(params), tokenizer, **kwargs)
@@ -458,12 +458,14 @@ class ReaderPipeline:
         return RelikOutput(doc.text, spans, triplets, candidates, window_outputs, words, starts)
 
 
-def int8_reader(model: Reader, params: Any, calibration: Sequence[Any] | None = None) -> tuple[Reader, Any]:
+def int8_reader(
+    model: Reader, params: Any, calibration: Sequence[Any] | None = None, *, alpha: float = quantize.SMOOTHING
+) -> tuple[Reader, Any]:
     """`model` with its encoder's dense layers quantized to int8 (`quantize.int8`), and its params;
     SmoothQuant with `calibration` (batches of `Reader.features` inputs)."""
     ids = _shape((1, 8), np.int32)
     return quantize.int8(
-        model, params, ids, ids, ids, method="features", methods=READER_METHODS, calibration=calibration
+        model, params, ids, ids, ids, method="features", methods=READER_METHODS, calibration=calibration, alpha=alpha
     )
 
 
@@ -477,6 +479,7 @@ class Calibration:
     texts: Sequence[str] | None = None
     candidates: Sequence[str] | None = None
     relations: Sequence[str] | None = None
+    alpha: float = quantize.SMOOTHING  # the share of the activations' range moved into the weights
 
 
 def default_calibration(spec: Any, given: Calibration | None = None) -> Calibration:
@@ -496,12 +499,12 @@ def default_calibration(spec: Any, given: Calibration | None = None) -> Calibrat
     relations = given.relations if given.relations is not None else column("relations.tsv", 0)
     if spec.candidates == "relations":
         cands = given.candidates if given.candidates is not None else relations
-        return Calibration(texts, cands, ())
+        return Calibration(texts, cands, (), given.alpha)
     if spec.typed:
         cands = given.candidates if given.candidates is not None else sorted(set(column("types.tsv", 1)))
-        return Calibration(texts, cands, relations)
+        return Calibration(texts, cands, relations, given.alpha)
     cands = given.candidates if given.candidates is not None else column("kb.tsv", 0)[:20]
-    return Calibration(texts, cands, relations if spec.extra_relations else ())
+    return Calibration(texts, cands, relations if spec.extra_relations else (), given.alpha)
 
 
 # every Reader method the programs call (by name), so the int8 interception sees each of them

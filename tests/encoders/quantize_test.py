@@ -53,7 +53,7 @@ def test_int8_program_runs_int8_dots(span_readers):
     _, int8 = span_readers
     text = int8._predict.lower(int8.params, _span_batch(), text_length=64).compile().as_text()
     census = hlo.dot_census(text)
-    assert census["ynnpack s8xs8->s32"] == 6 * int8.model.config.encoder.num_layers, census
+    assert census["ynnpack s8xs8->s32"] == quantize.INT8_DOTS_PER_LAYER * int8.model.config.encoder.num_layers, census
 
 
 @pytest.mark.parametrize("task", ["span", "triplet"])
@@ -107,7 +107,10 @@ def test_int8_query_encoder_runs_int8_dots_and_keeps_the_passages(fixtures_dir):
     assert same >= 0.8, same  # measured 0.9 (20 queries, 200 passages)
     ids = jax.ShapeDtypeStruct((8, 16), np.int32)
     text = q8._embedder("question").lower(q8._params_for("question"), ids, ids).compile().as_text()
-    assert hlo.dot_census(text)["ynnpack s8xs8->s32"] == 6 * fp32.model.config.question.num_layers
+    assert (
+        hlo.dot_census(text)["ynnpack s8xs8->s32"]
+        == quantize.INT8_DOTS_PER_LAYER * fp32.model.config.question.num_layers
+    )
 
 
 def test_int8_of_a_model_without_matching_layers_says_so():
@@ -151,7 +154,7 @@ def test_smoothing_scales_and_their_inverses_multiply_to_one(fixtures_dir):
             s, inv = np.asarray(node["sum_of_sq_scale"]) / n, np.asarray(node["sum_of_inv_sq_scale"]) / n
             np.testing.assert_allclose(s * inv, 1.0, rtol=1e-5)
             found += 1
-    assert found == 6 * model.config.encoder.num_layers, found
+    assert found == quantize.INT8_DOTS_PER_LAYER * model.config.encoder.num_layers, found
 
 
 def test_smoothquant_recovers_the_precision_an_outlier_channel_takes(fixtures_dir):
