@@ -103,11 +103,15 @@ def worker_jax(args) -> dict:
 
     train_step = jax.jit(train_step, donate_argnums=(0, 1))
     results = {}
+    # inference as the library runs it (ReaderPipeline.from_pretrained): bf16 layer kernels cast once
+    from relik_jax.encoders.layers import layer_kernels_in
+
+    inference = layer_kernels_in(params, jnp.bfloat16) if args.dtype != "fp32" else params
     for shape in args.shapes.split(","):
         ids, mask = (jnp.asarray(x) for x in _inputs(shape))
         if "fwd" in args.modes:
-            forward(params, ids, mask).block_until_ready()
-            results[f"{shape}/fwd"] = _time(lambda: forward(params, ids, mask).block_until_ready(), args.iters)
+            forward(inference, ids, mask).block_until_ready()
+            results[f"{shape}/fwd"] = _time(lambda: forward(inference, ids, mask).block_until_ready(), args.iters)
         if "train" in args.modes:
             state = {"p": jax.tree.map(jnp.copy, params)}
             state["o"] = tx.init(state["p"])

@@ -24,7 +24,7 @@ from relik_jax.core.errors import ConfigError, DataError
 from relik_jax.core.shapes import bucket, capped_buckets, power_of_two_buckets
 from relik_jax.core.types import NME
 from relik_jax.data.windows import Window, Words, given_words, make_windows, spacy_words
-from relik_jax.encoders import quantize
+from relik_jax.encoders import layers, quantize
 from relik_jax.reader import decode, programs
 from relik_jax.reader.checkpoint import load_reader
 from relik_jax.reader.inputs import (
@@ -137,7 +137,10 @@ class ReaderPipeline:
             model, params = int8_reader(model, params, batches, alpha=alpha)
         else:
             model, params, tokenizer = load_reader(folder, dtype=dtype)
-        return cls(model, jax.device_put(params), tokenizer, **kwargs)
+        params = jax.device_put(params)
+        if jnp.dtype(model.dtype) == jnp.bfloat16:  # the layers' kernels cast once, not at every call
+            params = layers.layer_kernels_in(params, jnp.bfloat16)
+        return cls(model, params, tokenizer, **kwargs)
 
     def calibration_batches(self, calibration: Calibration) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
         """The encoder inputs (ids, mask, token types) of `calibration`'s documents, as this pipeline

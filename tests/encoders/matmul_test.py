@@ -51,3 +51,30 @@ def test_bf16_matmul_gradients_keep_the_input_dtypes():
     dx, dw = jax.grad(lambda x, w: layers.matmul(x, w, jnp.bfloat16).sum(), argnums=(0, 1))(x, w)
     assert dx.dtype == jnp.bfloat16 and dw.dtype == jnp.float32
     np.testing.assert_allclose(np.asarray(dw, np.float32), 4.0)
+
+
+def test_bf16_layer_kernels_cast_once_leave_the_outputs_bitwise_equal(fixtures_dir):
+    """`layers.layer_kernels_in`: only the transformer layers' kernels change dtype (not embeddings,
+    LayerNorms, biases, heads), and a bf16 reader's outputs are bitwise those of float32-stored kernels."""
+    import flax
+
+    from relik_jax.reader.checkpoint import load_reader
+    from relik_jax.reader.pipeline import ReaderPipeline
+
+    folder = fixtures_dir / "models" / "relik-reader-span-tiny"
+    model, params, _ = load_reader(folder, dtype=jnp.bfloat16)
+    params = jax.device_put(params)
+    cast = layers.layer_kernels_in(params, jnp.bfloat16)
+    changed = {
+        "/".join(k)
+        for k, v in flax.traverse_util.flatten_dict(cast).items()
+        if v.dtype != flax.traverse_util.flatten_dict(params)[k].dtype
+    }
+    assert changed and all("/encoder/layer_" in k and k.endswith("/kernel") for k in changed), sorted(changed)[:5]
+    assert len(changed) == 6 * model.config.encoder.num_layers  # Q, K, V, attention out, FFN in, FFN out
+    ids = jnp.asarray(np.random.default_rng(3).integers(1000, 20000, (2, 40)), jnp.int32)
+    feats = lambda p: model.apply({"params": p}, ids, jnp.ones_like(ids), jnp.zeros_like(ids), method="features")  # noqa: E731
+    np.testing.assert_array_equal(np.asarray(feats(params)), np.asarray(feats(cast)))
+    pipe = ReaderPipeline.from_pretrained(folder, dtype=jnp.bfloat16)
+    kernel = pipe.params["transformer_model"]["encoder"]["layer_0"]["intermediate"]["dense"]["kernel"]
+    assert kernel.dtype == jnp.bfloat16

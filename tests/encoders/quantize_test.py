@@ -197,3 +197,22 @@ def test_int8_pipeline_smooths_by_default_and_not_with_calibration_false(fixture
     assert quantize.is_quantized(plain.params) and not smoothed(plain)
     with pytest.raises(DataError, match="at least one text"):
         ReaderPipeline.from_pretrained(folder, dtype="int8", calibration=Calibration(texts=[]))
+
+
+def test_relik_int8_calibrates_on_the_texts_it_is_given(fixtures_dir):
+    """`Relik.from_pretrained(..., calibration=...)` reaches the reader's SmoothQuant: other texts,
+    other smoothing scales."""
+    from qwix.contrib import smooth_quant
+
+    from relik_jax.inference.relik import Relik
+    from relik_jax.reader.pipeline import Calibration
+
+    folder = fixtures_dir / "models" / "relik-reader-span-tiny"
+
+    def scales(relik):
+        leaves = jax.tree.leaves(relik.reader.params, is_leaf=lambda v: isinstance(v, smooth_quant.WithSqScale))
+        return np.concatenate([np.asarray(v.inv_sq_scale) for v in leaves if isinstance(v, smooth_quant.WithSqScale)])
+
+    default = scales(Relik.from_pretrained(folder, dtype="int8"))
+    mine = scales(Relik.from_pretrained(folder, dtype="int8", calibration=Calibration(texts=["Zzz qqq xxx."] * 3)))
+    assert default.shape == mine.shape and not np.allclose(default, mine)
