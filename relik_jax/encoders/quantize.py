@@ -19,6 +19,7 @@ of the other channels' precision.
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
+from importlib import resources
 from typing import Any
 
 import flax
@@ -150,8 +151,6 @@ def int8(
 def calibration_texts() -> list[str]:
     """The package's calibration texts: 40 sentences of news, science and history written for it
     (`relik_jax/resources/calibration_texts.txt`), what SmoothQuant measures by default."""
-    from importlib import resources
-
     text = (resources.files("relik_jax.resources") / "calibration_texts.txt").read_text("utf-8")
     return [t for t in text.splitlines() if t.strip()]
 

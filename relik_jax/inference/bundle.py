@@ -103,7 +103,10 @@ def save(
             folder / "reader", config, reader.params, reader.tokenizer, with_encoder_folder=reader.spec.official
         )
         meta["reader"] = "reader"
+        # the batch size too: XLA:CPU's kernels (YNNPACK's fused softmax / LayerNorm on AMX CPUs) are
+        # chosen per shape, so other batches can move a score in its last bits
         meta["reader_options"] = {
+            "batch_size": reader.batch_size,
             "max_length": reader.max_length,
             "max_starts": reader.max_starts,
             "max_entities": reader.max_entities,

@@ -13,6 +13,7 @@ import functools
 import itertools
 import logging
 from collections.abc import Sequence
+from importlib import resources
 from pathlib import Path
 from typing import Any
 
@@ -490,8 +491,6 @@ def default_calibration(spec: Any, given: Calibration | None = None) -> Calibrat
     (`quantize.calibration_texts`) and candidates from the bundled sample (entity titles,
     entity types, relation names) as `spec`'s rows read them. An RE reader's candidates are relation
     names: `given.relations` serve as its candidates when `given.candidates` is None."""
-    from importlib import resources
-
     given = given or Calibration()
     sample = resources.files("relik_jax.resources") / "sample"
 

@@ -123,7 +123,9 @@ class DenseRetriever:
         index = None
         if with_index and (folder / "index" / "index.json").is_file():
             index = Index.load(folder / "index")
-        for key in ("question_max_length", "passage_max_length"):
+        # the batch size too: a query's vector can differ in its last bits between batch shapes (the
+        # kernels XLA:CPU picks per shape), enough to reorder near-tied passages
+        for key in ("question_max_length", "passage_max_length", "batch_size"):
             if key in meta:
                 kwargs.setdefault(key, meta[key])
         kwargs.setdefault("description", meta.get("description", str(folder)))
@@ -163,7 +165,8 @@ class DenseRetriever:
         if not c.shared:
             save_tower(folder / "passage_encoder", c.passage, self.params["passage_encoder"], self.tokenizer)
         meta = {"shared": c.shared, "question_max_length": self.question_max_length,
-                "passage_max_length": self.passage_max_length, "description": self.description}  # fmt: skip
+                "passage_max_length": self.passage_max_length, "batch_size": self.batch_size,
+                "description": self.description}  # fmt: skip
         (folder / "retriever.json").write_text(json.dumps(meta, indent=2) + "\n")
         if self.index is not None:
             self.index.save(folder / "index")
