@@ -8,8 +8,9 @@ On XLA:CPU (jaxlib 0.10) YNNPACK also fuses the element-wise and reduction ops a
   10-20% faster at 8x128, 32x128 and 8x512 and the training step ~5% faster, fp32 and bf16 alike
   (README, "Encoder speed");
 - with AMX (Intel Xeon, `amx_bf16` / `amx_int8` in /proc/cpuinfo), YNNPACK's own fusions are faster:
-  MiniLM forward 4x512 fp32 358 -> 306 ms, bf16 238 -> 207, int8 233 -> 169, and attention alone
-  (4x512, one layer, bf16) 21 -> 15 ms (2026-12-02, README "What makes them fast on CPU").
+  MiniLM forward 4x512 fp32 349 -> 291 ms, bf16 231 -> 191, int8 262 -> 181, and attention alone
+  (4x512, one layer, bf16) 21 -> 15 ms (2026-12-02, params on device, README "What makes them fast
+  on CPU").
 
 So the flag is set on CPUs without AMX only. Switching YNNPACK off entirely loses the fast bf16 and
 int8 matmuls everywhere. The flag is ignored by GPU/TPU compilers.

@@ -110,7 +110,8 @@ _LAYER_KERNEL = re.compile(r"(^|/)encoder/layer_\d+/(.*/)?kernel$")
 def layer_kernels_in(params: Any, dtype: Dtype) -> Any:
     """`params` with the matmul kernels of the transformer layers (`.../encoder/layer_N/.../kernel`)
     stored in `dtype`, for inference at that compute dtype: each bf16 dense layer casts its float32
-    kernel at every call otherwise (10.6 M values per MiniLM forward; 8x128 bf16 88 -> 78 ms), and
+    kernel at every call otherwise (10.6 M values per MiniLM forward; bf16 1x128 14.2 -> 10.8 ms,
+    8x128 63.3 -> 57.2, 4x512 193 -> 184 on an AMX Xeon, params on device), and
     the cast of a cast is the same value, so outputs are bitwise unchanged. Embeddings, LayerNorms,
     biases and everything outside the layers (heads, poolers) stay as they are; so do weights qwix
     quantized."""

@@ -6,8 +6,8 @@ quantized once per output channel, absmax; activations per token, dynamically, a
 `params` has those weights stored as int8 + float32 scales. Only the dense layers of the
 transformer are quantized (`DENSE_PATHS`: all but the FFN's output layer, which stays bf16):
 attention's two dots (activation x activation) stay bf16 with f32 accumulation, and LayerNorm,
-softmax, GELU and every head (so every decision) stay float32. XLA:CPU runs the int8 dots in YNNPACK's int8 kernels (VNNI / AMX); `hlo.dot_census`
-shows them as `ynnpack s8xs8->s32`.
+softmax, GELU and every head (so every decision) stay float32. XLA:CPU runs the int8 dots in
+YNNPACK's int8 kernels (VNNI / AMX); `hlo.dot_census` shows them as `ynnpack s8xs8->s32`.
 
 With `calibration` (batches of example inputs), the quantization is SmoothQuant (qwix's
 `contrib.smooth_quant`, alpha 0.5): per input channel, `s = max|x|^a / max|w|^(1-a)` measured on the

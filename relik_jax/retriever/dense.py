@@ -22,7 +22,7 @@ from safetensors.numpy import load_file, save_file
 from tqdm.auto import tqdm
 
 from relik_jax.core.assets import resolve_model_path
-from relik_jax.core.errors import CheckpointError, ConfigError
+from relik_jax.core.errors import CheckpointError, ConfigError, DataError
 from relik_jax.core.shapes import bucket, capped_buckets, power_of_two_buckets
 from relik_jax.encoders import EncoderConfig, quantize
 from relik_jax.encoders.hf import load_encoder, load_tokenizer, read_state_dict, save_encoder
@@ -277,7 +277,7 @@ class DenseRetriever:
         index built before scores the same passage vectors."""
         texts = list(quantize.calibration_texts() if calibration is None else calibration)
         if not texts:
-            raise ConfigError("int8 calibration needs at least one text")
+            raise DataError("int8 calibration needs at least one text")
         batches = []
         for s in range(0, len(texts), self.batch_size):
             b = self.tokenize(texts[s : s + self.batch_size], self.question_max_length)
