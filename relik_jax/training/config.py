@@ -15,7 +15,7 @@ import jax
 import ml_collections
 
 from relik_jax.core.errors import ConfigError
-from relik_jax.data.tfds_builders import dataset_spec
+from relik_jax.data.tfds_builders import dataset_spec, split_names
 from relik_jax.encoders.attention import IMPLEMENTATIONS
 from relik_jax.encoders.config import REMAT_POLICIES
 from relik_jax.parallel.mesh import mesh_dims
@@ -120,7 +120,10 @@ def base_config() -> ml_collections.ConfigDict:
     c.data.window_size = 32
     c.data.window_stride = 16
     c.data.max_length = 512
-    c.data.eval_split = "dev"
+    # the splits trained on: "train", or several ("train,dev": SpERT's protocol, the recipe chosen on dev
+    # then retrained on train + dev with data.eval_split = "" and a fixed eval.threshold)
+    c.data.train_split = "train"
+    c.data.eval_split = "dev"  # "": no dev evaluation, the last step's params are the final ones (reader)
     c.data.test_split = "test"  # evaluated with the best params at the end when it exists; "" to skip
     c.data.prefetch = 4
 
@@ -159,6 +162,7 @@ def base_config() -> ml_collections.ConfigDict:
     c.eval.max_docs = 0  # 0: all
     c.eval.tune_threshold = False  # RE / cIE: pick the relation threshold on dev after training
     c.eval.threshold_grid = (0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9)
+    c.eval.threshold = 0.0  # RE / cIE without tuning: the relation threshold exported and tested (0: the model's)
 
     c.log = ml_collections.ConfigDict()
     c.log.every = 10
@@ -270,6 +274,7 @@ def validate(c: ml_collections.ConfigDict, *, devices: int | None = None, proces
             raise ConfigError("reader.candidates = 'retrieved' is for EL / cIE readers (RE reads the relation names)")
         if c.reader.candidates == "retrieved" and c.reader.retriever == "none":
             raise ConfigError("reader.candidates = 'retrieved' needs a retriever (reader.retriever is 'none')")
+    _validate_splits(c)
     validate_optim(c.optim)
     if c.model.attention not in IMPLEMENTATIONS:
         raise ConfigError(f"model.attention must be one of {IMPLEMENTATIONS}, got {c.model.attention!r}")
@@ -290,3 +295,27 @@ def validate(c: ml_collections.ConfigDict, *, devices: int | None = None, proces
         )
     if bs % processes:
         raise ConfigError(f"train.batch_size={bs} is not divisible by the {processes} processes")
+
+
+def _validate_splits(c: ml_collections.ConfigDict) -> None:
+    """data.train_split / data.eval_split / eval.threshold: dev never trained on and evaluated at once."""
+    train = split_names(c.data.train_split)
+    if not train:
+        raise ConfigError("data.train_split names no split (e.g. 'train', or 'train,dev')")
+    if c.kind != "reader" and train != ["train"]:
+        raise ConfigError(f"data.train_split={c.data.train_split!r}: a {c.kind} run trains on 'train' only")
+    if c.data.eval_split in train:
+        raise ConfigError(
+            f"data.eval_split={c.data.eval_split!r} is also trained on (data.train_split={c.data.train_split!r}): "
+            "set data.eval_split='' (the last step's params are kept) or train on other splits"
+        )
+    if not c.data.eval_split:
+        if c.kind != "reader":
+            raise ConfigError(f"data.eval_split='' (no dev evaluation) is for readers; a {c.kind} run needs a dev split")
+        if c.eval.tune_threshold:
+            raise ConfigError(
+                "eval.tune_threshold chooses the relation threshold on dev, and data.eval_split is '': "
+                "set eval.tune_threshold=False and eval.threshold to the value chosen on dev"
+            )
+    if not 0.0 <= c.eval.threshold < 1.0:
+        raise ConfigError(f"eval.threshold must be in [0, 1) (0: the model's own), got {c.eval.threshold}")

@@ -253,7 +253,18 @@ def train_and_evaluate(config, workdir: str | Path, task: Task) -> TrainResult:
         pending.clear()
         t0, examples = time.perf_counter(), 0
 
+    def keep_last(step_done: int) -> dict[str, float]:  # no dev split: the last step's params are the final ones
+        meta.update(best_step=step_done, best_metrics={})
+        best_mngr.save(
+            step_done,
+            args=ocp.args.Composite(params=ocp.args.StandardSave(state.params), meta=ocp.args.JsonSave({})),
+            force=True,
+        )
+        return {}
+
     def evaluate(step_done: int) -> dict[str, float]:
+        if not config.data.eval_split:
+            return keep_last(step_done) if step_done == total else {}
         metrics = task.evaluate(state.params)
         writer.write(step_done, metrics, prefix="dev/")
         main = metrics[task.main_metric]

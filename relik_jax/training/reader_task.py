@@ -70,7 +70,11 @@ class ReaderTask:
         self.config = config
         self.spec = get_spec(config.reader.task)
         data = config.data
-        self.docs = {split: tfds_builders.load_config_split(data, split) for split in ("train", data.eval_split)}
+        # "train" holds every split of data.train_split, in order; dev is read only when evaluated
+        self.docs = {"train": [d for s in tfds_builders.split_names(data.train_split)
+                               for d in tfds_builders.load_config_split(data, s)]}  # fmt: skip
+        if data.eval_split:
+            self.docs[data.eval_split] = tfds_builders.load_config_split(data, data.eval_split)
         self.relations = self._relations() if self.spec.relations else []
         self.kb = self._kb() if self.spec.links else []
         if model is None:
@@ -387,8 +391,8 @@ class ReaderTask:
         inference bundle, `export`), and the test split's metrics when it exists."""
         config, is_main = self.config, jax.process_index() == 0
         split = config.data.eval_split
-        out = Finish({split: best})
-        threshold = None
+        out = Finish({split: best} if split else {})
+        threshold = config.eval.threshold or None  # fixed (e.g. chosen on dev before a train + dev run)
         if config.eval.tune_threshold and self.spec.relations:
             threshold, sweep = self.tune_threshold(params, config.eval.threshold_grid)
             out.rows[f"{split} (threshold {threshold:g})"] = self.evaluate(params, threshold=threshold)

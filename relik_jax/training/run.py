@@ -148,7 +148,9 @@ def report(result: TrainResult, task: Task) -> str:
     exports = dict(result.finish.exports) if result.finish else {}
     w = result.workdir
     lines = [
-        f"\nbest checkpoint: step {result.best_step} ({task.main_metric}; metrics in %)",
+        f"\nbest checkpoint: step {result.best_step} ({task.main_metric}; metrics in %)"
+        if result.best
+        else f"\nfinal checkpoint: step {result.best_step} (no dev split: the last step; metrics in %)",
         format_table(rows),
         f"\ncheckpoints: {w / 'checkpoints'}  best: {w / 'best'}",
         f"metrics: {w / 'metrics.jsonl'}  tensorboard: {w / 'tensorboard'}",

@@ -21,6 +21,7 @@ from relik_jax.reader.pipeline import ReaderPipeline
 from relik_jax.retriever.dense import DenseRetriever
 from relik_jax.training.config import validate
 from relik_jax.training.loop import TrainingError
+from relik_jax.training.reader_task import ReaderTask
 from tests.training.helpers import (
     ROOT,
     config,
@@ -196,3 +197,42 @@ def test_default_command_says_it_uses_the_sample(tmp_path, capsys):
     out = capsys.readouterr().out
     assert out.splitlines()[0].startswith("no data.dir given: training on the bundled sample_cie sample")
     assert "link_f1" in out
+
+
+def test_train_on_train_and_dev_keeps_the_last_step_with_a_fixed_threshold(tmp_path, capsys):
+    """SpERT's protocol: the recipe chosen on dev, retrained on train + dev with no dev evaluation; the
+    last step's params are exported with the threshold chosen before."""
+    only_train = config()
+    n_train = len(ReaderTask(only_train).docs["train"])
+    w = tmp_path / "w"
+    result = train_here(
+        w, "train.steps=3", "data.train_split=train,dev", "data.eval_split=", "eval.tune_threshold=False",
+        "eval.threshold=0.65",
+    )  # fmt: skip
+    out = capsys.readouterr().out
+    rows = [json.loads(x) for x in (w / "metrics.jsonl").read_text().splitlines()]
+    assert not any(k.startswith("dev/") for x in rows for k in x)
+    assert result.best_step == 3 and "final checkpoint: step 3 (no dev split" in out
+    assert json.loads((w / "config.json").read_text())["data"]["train_split"] == "train,dev"
+    reader = ReaderPipeline.from_pretrained(w / "export")
+    assert reader.model.config.threshold == pytest.approx(0.65)
+    dev = ReaderTask(config("data.train_split=dev", "data.eval_split=")).docs["train"]
+    both = ReaderTask(config("data.train_split=train,dev", "data.eval_split=")).docs["train"]
+    assert len(both) == n_train + len(dev) and dev and [d.text for d in both[n_train:]] == [d.text for d in dev]
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        (["data.train_split=train,dev"], "is also trained on"),
+        (["data.eval_split="], "eval.tune_threshold chooses the relation threshold on dev"),
+        (["data.train_split= ,"], "names no split"),
+        (["eval.threshold=1.5"], "eval.threshold must be in"),
+    ],
+)
+def test_train_and_dev_splits_are_checked(overrides, message):
+    c = config(*overrides)
+    with c.unlocked():
+        c.eval.tune_threshold = True
+    with pytest.raises(ConfigError, match=message):
+        validate(c)
