@@ -311,7 +311,9 @@ def _validate_splits(c: ml_collections.ConfigDict) -> None:
         )
     if not c.data.eval_split:
         if c.kind != "reader":
-            raise ConfigError(f"data.eval_split='' (no dev evaluation) is for readers; a {c.kind} run needs a dev split")
+            raise ConfigError(
+                f"data.eval_split='' (no dev evaluation) is for readers; a {c.kind} run needs a dev split"
+            )
         if c.eval.tune_threshold:
             raise ConfigError(
                 "eval.tune_threshold chooses the relation threshold on dev, and data.eval_split is '': "
