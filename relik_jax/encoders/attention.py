@@ -60,15 +60,33 @@ def attention_block_for_backend(
     return choose_block(batch, length, num_heads, training=training, low_precision=low_precision)
 
 
+def batch_sharded(n: int) -> bool:
+    """Whether a leading axis of `n` is split over the 'data' axis of the mesh in context (see `constrain_batch`)."""
+    mesh = jax.sharding.get_abstract_mesh()
+    return not mesh.empty and "data" in mesh.axis_names and mesh.shape["data"] > 1 and n % mesh.shape["data"] == 0
+
+
 def constrain_batch(x: jax.Array) -> jax.Array:
     """`x` with its leading axis split over the 'data' axis of the mesh in context (`jax.set_mesh`;
     the training loop and `python -m relik_jax.aot` set it), else `x` itself. XLA's partitioner can
     lose the batch sharding at a gather whose indices are a replicated constant (DeBERTa's per-pair
     head index): the per-pair tensors then grow with the *global* batch on every chip."""
-    mesh = jax.sharding.get_abstract_mesh()
-    if mesh.empty or "data" not in mesh.axis_names or mesh.shape["data"] == 1 or x.shape[0] % mesh.shape["data"]:
+    if not batch_sharded(x.shape[0]):
         return x
     return jax.lax.with_sharding_constraint(x, P("data", *([None] * (x.ndim - 1))))
+
+
+def per_data_shard(fn: Callable[..., jax.Array], replicated: Sequence[Any], sharded: Sequence[Any]) -> jax.Array:
+    """`fn(*replicated, *sharded)`, run per shard of the 'data' axis (`shard_map`) when the mesh in context
+    splits the leading axis of `sharded` over it (see `batch_sharded`), else called as it is. `fn` must treat
+    the leading axis of `sharded` (and of its output) row by row; `replicated` (None allowed) is whole on every
+    shard. Inside, gathers and loops are local: XLA's partitioner otherwise gave each chip the gather of
+    the *global* batch when its indices were a shared constant (DeBERTa's relative positions)."""
+    if not batch_sharded(sharded[0].shape[0]):
+        return fn(*replicated, *sharded)
+    specs = (*(None if r is None else P() for r in replicated), *(P("data") for _ in sharded))
+    mesh = jax.sharding.get_abstract_mesh()
+    return jax.shard_map(fn, mesh=mesh, in_specs=specs, out_specs=P("data"), check_vma=False)(*replicated, *sharded)
 
 
 def map_pairs(fn: Callable[..., jax.Array], xs: Sequence[jax.Array], block: int) -> jax.Array:

@@ -93,7 +93,9 @@ class BertStack(EncoderModule):
         layer = remat_layer(BertLayer, self.config.remat, static_argnums=(3, 4))
         hidden = [x]
         for i in range(self.config.num_layers):
-            x = layer(**kw, name=f"layer_{i}")(x, key_mask_BL, block, deterministic)
+            x = attn.constrain_batch(
+                layer(**kw, name=f"layer_{i}")(attn.constrain_batch(x), key_mask_BL, block, deterministic)
+            )
             hidden.append(x)
         return hidden
 

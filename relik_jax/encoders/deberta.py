@@ -116,23 +116,28 @@ class DisentangledSelfAttention(EncoderModule):
         def dot(a, b):
             return attn.dot_nt(a, b, dtype)
 
-        def one_pair(q, k, v, mask, head, key=None):
-            scores = dot(q, k) / scale
-            if pos_key is not None:
-                c2p = dot(q, pos_key[head])  # [Lq, 2S]
-                scores = scores + jnp.take_along_axis(c2p, c2p_idx, axis=1) / scale
-            if pos_query is not None:
-                p2c = dot(k, pos_query[head])  # [Lk, 2S]
-                scores = scores + jnp.take_along_axis(p2c, p2c_idx, axis=1).T / scale
-            scores = jnp.where(mask[:, None] & mask[None, :], scores, attn.NEG_INF)
-            return attn.softmax_dropout_values(scores, v, dtype, rate, key)
+        def pairs(pos_key, pos_query, *xs):
+            def one_pair(q, k, v, mask, head, key=None):
+                scores = dot(q, k) / scale
+                if pos_key is not None:
+                    c2p = dot(q, pos_key[head])  # [Lq, 2S]
+                    scores = scores + jnp.take_along_axis(c2p, c2p_idx, axis=1) / scale
+                if pos_query is not None:
+                    p2c = dot(k, pos_query[head])  # [Lk, 2S]
+                    scores = scores + jnp.take_along_axis(p2c, p2c_idx, axis=1).T / scale
+                scores = jnp.where(mask[:, None] & mask[None, :], scores, attn.NEG_INF)
+                return attn.softmax_dropout_values(scores, v, dtype, rate, key)
+
+            return attn.map_pairs(one_pair, xs, block)
 
         mask_PL = jnp.repeat(mask_BL.astype(bool), n, axis=0)
         head_P = jnp.tile(jnp.arange(n, dtype=jnp.int32), b)
         xs = [attn.constrain_batch(t) for t in (q, k, v, mask_PL, head_P)]  # pairs stay split over 'data'
         if use_dropout:
             xs.append(jax.random.split(self.make_rng("dropout"), b * n))
-        return attn.merge_heads(attn.constrain_batch(attn.map_pairs(one_pair, xs, block)), n)
+        # under a data-parallel mesh each shard reads its own pairs (the relative-position gathers stay local)
+        out = attn.per_data_shard(pairs, (pos_key, pos_query), xs)
+        return attn.merge_heads(attn.constrain_batch(out), n)
 
 
 class DebertaV2Attention(EncoderModule):
@@ -195,7 +200,9 @@ class DebertaV2Stack(EncoderModule):
         hidden = [x]
         layer = remat_layer(DebertaV2Layer, c.remat, static_argnums=(4, 5))
         for i in range(c.num_layers):
-            x = layer(**kw, name=f"layer_{i}")(x, mask_BL, rel_emb, block, deterministic)
+            x = attn.constrain_batch(
+                layer(**kw, name=f"layer_{i}")(attn.constrain_batch(x), mask_BL, rel_emb, block, deterministic)
+            )
             if i == 0 and c.conv_kernel_size > 0:
                 x = ConvLayer(**kw, name="conv")(embeddings, x, mask_BL, deterministic)
             hidden.append(x)

@@ -16,6 +16,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from relik_jax.encoders.attention import constrain_batch
 from relik_jax.encoders.dropout import Dropout
 from relik_jax.encoders.layers import ACTIVATIONS, Dense, layer_norm, matmul
 
@@ -36,11 +37,13 @@ class ProjectionHead(nn.Module):
     @nn.compact
     def __call__(self, x: jax.Array, deterministic: bool = True) -> jax.Array:
         kw = dict(dtype=self.dtype, param_dtype=self.param_dtype, kernel_init=nn.initializers.lecun_normal())
-        x = Dropout(self.dropout)(x, deterministic)
-        x = Dense(self.hidden, ("head_in", "head_hidden"), name="in_proj", **kw)(x)
+        # rows stay split over the mesh's 'data' axis (with FSDP-split kernels XLA's partitioner gathered the
+        # rows of the global batch onto every chip instead of the weights)
+        x = Dropout(self.dropout)(constrain_batch(x), deterministic)
+        x = constrain_batch(Dense(self.hidden, ("head_in", "head_hidden"), name="in_proj", **kw)(x))
         x = ACTIVATIONS[self.activation](x)
         x = Dropout(self.dropout)(x, deterministic)
-        x = Dense(self.out, ("head_hidden", "head_out"), name="out_proj", **kw)(x)
+        x = constrain_batch(Dense(self.out, ("head_hidden", "head_out"), name="out_proj", **kw)(x))
         if self.with_layer_norm:
             x = layer_norm(self.layer_norm_eps, axis_name="head_out", param_dtype=self.param_dtype, name="LayerNorm")(x)
         return x

@@ -23,6 +23,7 @@ import jax.numpy as jnp
 
 from relik_jax.core.errors import ConfigError
 from relik_jax.encoders import EncoderConfig, build_encoder
+from relik_jax.encoders import attention as attn
 from relik_jax.reader.heads import EndHead, ProjectionHead
 from relik_jax.reader.spec import TaskSpec, get_spec, task_name
 
@@ -91,8 +92,10 @@ def mask_logits(logits: jax.Array, mask: jax.Array) -> jax.Array:
 
 
 def gather_rows(x_BLH: jax.Array, idx_BK: jax.Array) -> jax.Array:
-    """`x[b, idx[b, k]]` → `[B, K, H]`."""
-    return jnp.take_along_axis(x_BLH, idx_BK[..., None].astype(jnp.int32), axis=1)
+    """`x[b, idx[b, k]]` → `[B, K, H]`, split over the mesh's 'data' axis like `x` (see
+    `attention.constrain_batch`: XLA's partitioner otherwise gave every chip the heads of the global batch)."""
+    x_BLH, idx_BK = attn.constrain_batch(x_BLH), attn.constrain_batch(idx_BK)
+    return attn.constrain_batch(jnp.take_along_axis(x_BLH, idx_BK[..., None].astype(jnp.int32), axis=1))
 
 
 class Reader(nn.Module):
