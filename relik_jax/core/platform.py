@@ -75,3 +75,13 @@ def _backends_initialised() -> bool:
         return bool(getattr(xla_bridge, "_backends", {}))
     except Exception:  # private API moved: assume not initialised, setting the env var is harmless
         return False
+
+
+def trace_platform() -> str:
+    """The platform the program being traced will be compiled for: that of the mesh in context
+    (`python -m relik_jax.aot` traces for a TPU topology on this CPU under a TPU mesh), else JAX's
+    default backend."""
+    import jax  # at call time: importing this module must not initialise JAX
+
+    device = jax.sharding.get_abstract_mesh().abstract_device
+    return device.platform if device is not None else jax.default_backend()

@@ -7,6 +7,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from relik_jax.core.platform import trace_platform
+
 
 def _keep_threshold(rate: float) -> int:
     return round(rate * 65536)
@@ -19,7 +21,9 @@ def dropout_mask(rng: jax.Array, rate: float, shape: tuple[int, ...]) -> jax.Arr
     the bit generation into every consumer of the mask and then recomputes it in each backward
     fusion (three times per dropout on XLA:CPU; `optimization_barrier` is stripped before fusion).
     A conditional is a fusion boundary: drawing the mask inside one makes it a single buffer that
-    the forward and the backward read.
+    the forward and the backward read. That is an XLA:CPU choice: elsewhere the mask is drawn where
+    it is used (libtpu 0.0.42 crashed compiling the conditional for v6e inside DeBERTa's per-shard
+    attention under per-layer rematerialisation, bf16).
     """
     size = int(np.prod(shape))
 
@@ -28,6 +32,8 @@ def dropout_mask(rng: jax.Array, rate: float, shape: tuple[int, ...]) -> jax.Arr
         halves = jax.lax.bitcast_convert_type(words, jnp.uint16).reshape(-1)[:size]
         return (halves >= np.uint16(_keep_threshold(rate))).reshape(shape)
 
+    if trace_platform() != "cpu":
+        return draw(rng)
     data = jax.random.key_data(rng).reshape(-1)
     always = data[0] != data[0] + 1  # true for every uint32, but not provable at compile time
     return jax.lax.cond(always, draw, lambda key: jnp.ones(shape, bool), rng)

@@ -198,3 +198,40 @@ def test_deberta_memory_per_chip_does_not_grow_with_the_global_batch(tmp_path):
         global_shapes = sorted(set(re.findall(rf"\b[a-z]+\d*\[{batch},[\d,]+\]", step.hlo)))
         assert not global_shapes, (topology, global_shapes[:8])
     assert peaks["v5e:8x8"] <= 1.25 * peaks["v5e:2x4"], peaks
+
+
+def test_deberta_step_with_dropout_and_remat_compiles_for_v6e(tmp_path):
+    """aida_large's levers (remat per layer, bf16, dropout) on a 2-layer DeBERTa for v6e: libtpu 0.0.42 crashed
+    (SIGSEGV in its convolution emitter) compiling dropout's keep-mask conditional inside the per-shard attention;
+    off CPU the mask is drawn where it is used. The compile runs in a child process so that a crash fails the test."""
+    (tmp_path / "config.json").write_text(json.dumps(TINY_DEBERTA))
+    code = f"""
+from relik_jax.training import aot
+from relik_jax.training.config import load
+from pathlib import Path
+topo = aot.get_topology("v6e:2x4")
+cfg = load(Path({str(REPO / "configs/aida_large.py")!r}), [
+    "model.encoder={tmp_path}", "train.batch_size=24", "data.max_length=128", "data.num_candidates=8",
+    "reader.entity_symbols=8",
+])
+step = aot.compile_config(cfg, topo, inference=False).programs[0]
+print("peak", step.peak_bytes, step.fits)
+"""
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=900)
+    assert run.returncode == 0, (run.returncode, run.stderr[-3000:])
+    peak, fits = run.stdout.split()[-2:]
+    assert int(peak) > 0 and fits == "True"
+
+
+def test_trace_platform_follows_the_mesh_in_context():
+    """Programs traced under a TPU topology's mesh on this CPU are traced for TPU (dropout's CPU-only
+    conditional is then left out), under no mesh for JAX's default backend."""
+    import jax
+
+    from relik_jax.core.platform import trace_platform
+
+    assert trace_platform() == jax.default_backend() == "cpu"
+    with jax.set_mesh(aot.topology_mesh(aot.get_topology("v5e:2x2"), 4, 1)):
+        assert trace_platform() == "tpu"
+    with jax.set_mesh(jax.make_mesh((1,), ("data",))):
+        assert trace_platform() == "cpu"
