@@ -22,8 +22,9 @@ def dropout_mask(rng: jax.Array, rate: float, shape: tuple[int, ...]) -> jax.Arr
     fusion (three times per dropout on XLA:CPU; `optimization_barrier` is stripped before fusion).
     A conditional is a fusion boundary: drawing the mask inside one makes it a single buffer that
     the forward and the backward read. That is an XLA:CPU choice: elsewhere the mask is drawn where
-    it is used (libtpu 0.0.42 crashed compiling the conditional for v6e inside DeBERTa's per-shard
-    attention under per-layer rematerialisation, bf16).
+    it is used (XLA:GPU's conditional copies its predicate to the host; libtpu 0.0.42.1 segfaulted
+    compiling the conditional for v6e inside DeBERTa's per-shard attention under per-layer
+    rematerialisation and bf16).
     """
     size = int(np.prod(shape))
 

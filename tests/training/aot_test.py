@@ -201,9 +201,11 @@ def test_deberta_memory_per_chip_does_not_grow_with_the_global_batch(tmp_path):
 
 
 def test_deberta_step_with_dropout_and_remat_compiles_for_v6e(tmp_path):
-    """aida_large's levers (remat per layer, bf16, dropout) on a 2-layer DeBERTa for v6e: libtpu 0.0.42 crashed
-    (SIGSEGV in its convolution emitter) compiling dropout's keep-mask conditional inside the per-shard attention;
-    off CPU the mask is drawn where it is used. The compile runs in a child process so that a crash fails the test."""
+    """aida_large's levers (remat per layer, bf16, dropout) on a 2-layer DeBERTa at 128 tokens for v6e: libtpu
+    0.0.42.1 crashed (SIGSEGV in its convolution emitter) on dropout's keep-mask conditional, an XLA:CPU trick,
+    inside the per-shard attention; off CPU the mask is drawn where it is used. (At 1,024 tokens libtpu still
+    crashes, whatever the mask's formulation: README, TPU.) The compile runs in a child process so that a
+    crash fails the test."""
     (tmp_path / "config.json").write_text(json.dumps(TINY_DEBERTA))
     code = f"""
 from relik_jax.training import aot
