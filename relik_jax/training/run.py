@@ -54,6 +54,8 @@ def make_task(config: Any) -> Task:
 
 def format_table(rows: dict[str, dict[str, float]]) -> str:
     keys = sorted({k for r in rows.values() for k in r})
+    if not keys:
+        return "(no split evaluated: data.eval_split and data.test_split are empty, or gave no metric)"
     out = ["| split | " + " | ".join(keys) + " |", "|---|" + "---|" * len(keys)]
     for split, r in rows.items():
         out.append(f"| {split} | " + " | ".join(f"{100 * r[k]:.2f}" if k in r else "" for k in keys) + " |")

@@ -236,3 +236,16 @@ def test_train_and_dev_splits_are_checked(overrides, message):
         c.eval.tune_threshold = True
     with pytest.raises(ConfigError, match=message):
         validate(c)
+
+
+def test_the_report_table_says_when_no_split_was_evaluated():
+    from relik_jax.training.run import format_table
+
+    assert format_table({}).startswith("(no split evaluated")
+    table = format_table({"dev": {"f1": 0.5}, "test": {"f1": 0.25, "precision": 0.5}})
+    assert table.splitlines() == [
+        "| split | f1 | precision |",
+        "|---|---|---|",
+        "| dev | 50.00 |  |",
+        "| test | 25.00 | 50.00 |",
+    ]
