@@ -44,7 +44,9 @@ def main(argv) -> int:
         print(aot.format_report(report), flush=True)
         row = report.to_json()
         if _FIND.value:
-            best, tried = aot.find_max_batch(config, topo, start=config.train.batch_size, config_name=name)
+            best, tried = aot.find_max_batch(
+                config, topo, start=report.programs[0].batch, config_name=name, known=report
+            )
             steps = ", ".join(f"{b}" + ("" if ok else " (no)") for b, ok, _ in tried)
             print(f"largest global train batch that fits: {best} (compiled: {steps})")
             row["max_batch"], row["max_batch_tried"] = best, tried

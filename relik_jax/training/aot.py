@@ -508,21 +508,32 @@ def compile_config(
     )  # fmt: skip
 
 
-def find_max_batch(config: Any, topo: Topology, *, start: int | None = None, config_name: str = "") -> tuple[int, list]:
+def find_max_batch(
+    config: Any, topo: Topology, *, start: int | None = None, config_name: str = "", known: Report | None = None
+) -> tuple[int, list]:
     """The largest global train batch (a multiple of the data axis) whose step compiles for `topo`.
 
     Memory grows about linearly with the per-chip batch: from the first compile (at `start`), the
     bytes per row give an estimate of the largest batch; compiles at the estimate and one row above
-    it (then bisecting, or doubling, as they say) settle it. Returns (batch, [(batch, fits, bytes)])."""
+    it (then bisecting, or doubling, as they say) settle it. `known`: a report already compiled for
+    this config and topology (`compile_config`), whose train step is not compiled again (a
+    paper-scale step takes minutes). Returns (batch, [(batch, fits, bytes)])."""
     data_axis = topology_mesh(topo, config.mesh.data, config.mesh.model).shape["data"]
-    tried: dict[int, tuple[bool, int]] = {}
+    tried: dict[int, tuple[bool, int, int]] = {}
+
+    def record(r: Report) -> None:
+        p = r.programs[0]
+        used = p.argument_bytes + p.temp_bytes if p.fits else p.needed_bytes  # what XLA checks against HBM
+        tried[p.batch // data_axis] = (p.fits, used, r.param_bytes + r.opt_state_bytes)
+
+    if known is not None and known.programs and known.programs[0].batch % data_axis == 0:
+        record(known)
 
     def fits(per_chip: int) -> bool:
         if per_chip not in tried:
-            r = compile_config(config, topo, batch_size=per_chip * data_axis, inference=False, config_name=config_name)
-            p = r.programs[0]
-            used = p.argument_bytes + p.temp_bytes if p.fits else p.needed_bytes  # what XLA checks against HBM
-            tried[per_chip] = (p.fits, used, r.param_bytes + r.opt_state_bytes)
+            record(
+                compile_config(config, topo, batch_size=per_chip * data_axis, inference=False, config_name=config_name)
+            )
         return tried[per_chip][0]
 
     first = max(1, (start or data_axis) // data_axis)

@@ -147,6 +147,14 @@ def test_find_max_batch_search(monkeypatch):
             and (44, True) in [(b, f) for b, f, _ in tried]
             and (48, False) in [(b, f) for b, f, _ in tried]
         )
+    # the command's own first compile is handed over (`known`), not compiled again
+    compiled = []
+    monkeypatch.setattr(
+        aot, "compile_config", lambda *a, **k: compiled.append(k["batch_size"]) or fake_compile(*a, **k)
+    )
+    first = fake_compile(cfg, topo, batch_size=32, inference=True, config_name="")
+    best, tried = aot.find_max_batch(cfg, topo, start=32, known=first)
+    assert best == 44 and 32 in [b for b, _, _ in tried] and 32 not in compiled, (tried, compiled)
 
 
 @pytest.mark.parametrize(("name", "millions"), [("aida_large", 435), ("nyt_large", 435), ("blink_large", 108)])
