@@ -55,6 +55,10 @@ def environment() -> dict[str, Any]:
         "python": platform.python_version(),
         "xla_flags": os.environ.get("XLA_FLAGS", ""),
         "threads_env": {k: os.environ[k] for k in ("OMP_NUM_THREADS", "MKL_NUM_THREADS") if k in os.environ},
+        # relik_jax's CPU switches (core.platform): XLA flag defaults, bf16 dots (auto: by `kernel_flags`)
+        "relik_jax_env": {
+            k: os.environ.get(k, d) for k, d in (("RELIK_JAX_XLA_DEFAULTS", "1"), ("RELIK_JAX_BF16_DOTS", "auto"))
+        },
         "versions": versions,
     }
 

@@ -21,7 +21,10 @@ fastest setting for that measure):
 the query encoder in int8, `DenseRetriever.int8_queries`; inside `Relik` the retriever stays fp32).
 The official side runs at fp32 and, where relik 1.0.7 can, at its bf16 setting
 (`official.py --precision bf16`: EL and the retriever; its triplet reader crashes in bf16), so each row
-has a ratio to the official fp32 and one to the official's fastest setting. Each relik_jax dtype runs
+has a ratio to the official fp32 and one to the official's fastest setting. On a CPU where PyTorch's
+bf16 matmul is slower than its fp32 one (no bf16 instructions: AVX2-only x86, measured first by a
+512 x 384 x 1536 probe in the official venv, recorded in the JSON) the official bf16 is not run
+(`--official-bf16 auto`; `yes` forces it): fp32 is then its fastest setting. Each relik_jax dtype runs
 in its own process; an untimed pass compiles every shape first (the official side warms up too, see
 ../shared/bench/README.md §3). The table shows the median of the timed passes (min in JSON). Also
 printed: how far bf16 and int8 outputs agree with fp32 (documents with identical spans + links /
@@ -53,6 +56,29 @@ def official(python: Path, args: list[str]) -> dict:
     r = subprocess.run(cmd, capture_output=True, text=True, cwd=BENCH)
     if r.returncode:
         raise SystemExit(f"official.py {' '.join(args)} failed:\n{r.stderr[-3000:]}")
+    return json.loads(r.stdout.strip().splitlines()[-1])
+
+
+TORCH_PROBE = """
+import json, time, torch
+torch.set_num_threads(2)
+out = {}
+for name, dt in (("fp32", torch.float32), ("bf16", torch.bfloat16)):
+    a, b = torch.randn(512, 384, dtype=dt), torch.randn(384, 1536, dtype=dt)
+    a @ b
+    best = float("inf")
+    for _ in range(3):
+        t = time.perf_counter(); a @ b; best = min(best, time.perf_counter() - t)
+    out[name] = 2 * 512 * 384 * 1536 / best / 1e9
+print(json.dumps(out))
+"""
+
+
+def torch_matmul_gflops(python: Path) -> dict[str, float]:
+    """The official side's PyTorch on a MiniLM-sized matmul (512 x 384 x 1536), fp32 and bf16, GFLOP/s."""
+    r = subprocess.run([str(python), "-c", TORCH_PROBE], capture_output=True, text=True, timeout=300)
+    if r.returncode:
+        raise SystemExit(f"the PyTorch matmul probe failed:\n{r.stderr[-2000:]}")
     return json.loads(r.stdout.strip().splitlines()[-1])
 
 
@@ -172,6 +198,13 @@ def main(argv=None) -> int:
     p.add_argument("--el-docs", type=int, default=14)
     p.add_argument("--re-docs", type=int, default=100)
     p.add_argument("--queries", type=int, default=1000)
+    p.add_argument(
+        "--official-bf16",
+        choices=("auto", "yes", "no"),
+        default="auto",
+        help="run the official side in bf16 too (EL, retriever); auto: unless PyTorch's bf16 matmul is slower than "
+        "its fp32 one on this CPU (no bf16 instructions: then bf16 is not its fastest setting, and runs for hours)",
+    )
     args = p.parse_args(argv)
     env = environment()
     if args.quick:
@@ -202,7 +235,21 @@ def main(argv=None) -> int:
     # the official side at fp32 for every measure, and at bf16 where relik 1.0.7 runs it (EL; its RE
     # bf16 crashes: ../shared/bench/README.md), so that each ratio can also be read against the
     # official's fastest setting
-    off_precisions = {name: ["32", "bf16"] if not name.startswith("re_") else ["32"] for name in official_cmds}
+    probe = torch_matmul_gflops(python)
+    env["official_torch_matmul_gflops"] = {k: round(v, 1) for k, v in probe.items()}
+    bf16_skipped = None
+    if args.official_bf16 == "no" or (args.official_bf16 == "auto" and probe["bf16"] < probe["fp32"]):
+        bf16_skipped = (
+            f"official bf16 not run ({'--official-bf16 no' if args.official_bf16 == 'no' else 'auto'}): PyTorch's "
+            f"bf16 matmul runs at {probe['bf16']:.1f} GFLOP/s on this CPU against {probe['fp32']:.1f} in fp32, so "
+            "its fastest setting here is fp32"
+        )
+        print(bf16_skipped, file=sys.stderr)
+    env["official_bf16_skipped"] = bf16_skipped
+    off_precisions = {
+        name: ["32", "bf16"] if not name.startswith("re_") and bf16_skipped is None else ["32"]
+        for name in official_cmds
+    }
     off_passes: dict[tuple[str, str], list[float]] = {}
     off_counts: dict[str, dict] = {}
     off_errors: dict[str, str] = {}
@@ -252,7 +299,7 @@ def main(argv=None) -> int:
                 "official_fastest_per_s": round(theirs[fastest], 3), "official_fastest_precision": "fp32" if fastest == "32" else fastest,
                 "ratio_vs_fastest": round(mine / theirs[fastest], 3),
                 "official_bf16_per_s": round(theirs["bf16"], 3) if "bf16" in theirs else None,
-                "official_bf16_error": off_errors.get(name) or (None if "bf16" in theirs else "relik 1.0.7's triplet reader crashes in bf16 (TypeError: Got unsupported ScalarType BFloat16)"),
+                "official_bf16_error": off_errors.get(name) or (None if "bf16" in theirs else bf16_skipped if not name.startswith("re_") else "relik 1.0.7's triplet reader crashes in bf16 (TypeError: Got unsupported ScalarType BFloat16)"),
                 "relik_jax_best_per_s": round(count / min(ours_s), 3),
                 "relik_jax_passes_s": [round(s, 3) for s in ours_s],
                 "official_passes_s": {("fp32" if p == "32" else p): [round(s, 3) for s in v] for (n, p), v in off_passes.items() if n == name},
@@ -286,6 +333,8 @@ def main(argv=None) -> int:
               f"{100 * a_el[1]:.2f}% of spans+links; EL retrieved: {100 * a_elr[0]:.1f}% / {100 * a_elr[1]:.2f}%; "
               f"RE: {100 * a_re[0]:.1f}% of documents identical triplets, {100 * a_re[1]:.2f}% of triplets, "
               f"{100 * a_res[1]:.2f}% of spans")  # fmt: skip
+    if bf16_skipped:
+        print(bf16_skipped)
     if "re_end_to_end" in off_errors or any(r["official_bf16_error"] for r in rows):
         print(
             "official bf16: EL and the retriever only; relik 1.0.7's triplet reader crashes in bf16 "

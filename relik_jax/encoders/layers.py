@@ -52,7 +52,7 @@ def matmul(x: jax.Array, w: jax.Array, dtype: Dtype) -> jax.Array:
     (`relik_jax.core.hlo.dot_census` of the train step; ~2x slower than the forward's)."""
     if isinstance(w, jax.Array) and jnp.dtype(dtype) == jnp.bfloat16 and jnp.issubdtype(w.dtype, jnp.floating):
         return _low_precision_matmul(x, w)
-    return _dot(_cast(x, dtype), _cast(w, dtype))
+    return _dot(attn.dot_operand(_cast(x, dtype), dtype), attn.dot_operand(_cast(w, dtype), dtype))
 
 
 def _dot(x: jax.Array, w: jax.Array) -> jax.Array:
@@ -72,23 +72,32 @@ def transpose_2d(a: jax.Array) -> jax.Array:
 
 @jax.custom_vjp
 def _low_precision_matmul(x: jax.Array, w: jax.Array) -> jax.Array:
-    return _dot(x.astype(jnp.bfloat16), w.astype(jnp.bfloat16))
+    return _dot(_bf16_operand(x), _bf16_operand(w))
+
+
+def _bf16_operand(a: jax.Array) -> jax.Array:
+    return attn.dot_operand(a, jnp.bfloat16)
 
 
 def _lp_fwd(x, w):
     xb, wb = x.astype(jnp.bfloat16), w.astype(jnp.bfloat16)
     # residuals in bf16 (half the activation memory); the zero-size arrays carry the input dtypes
-    return _dot(xb, wb), (xb, wb, jnp.zeros((0,), x.dtype), jnp.zeros((0,), w.dtype))
+    return _dot(_bf16_operand(xb), _bf16_operand(wb)), (xb, wb, jnp.zeros((0,), x.dtype), jnp.zeros((0,), w.dtype))
 
 
 def _lp_bwd(res, g):
     xb, wb, x_like, w_like = res
-    gb = g.astype(jnp.bfloat16)
+    gb = _bf16_operand(g)
     # dx = g @ w.T: contracts the last axes of both (an NT dot YNNPACK takes)
-    dx = jax.lax.dot_general(gb, wb, (((g.ndim - 1,), (1,)), ((), ())), preferred_element_type=jnp.float32)
+    dx = jax.lax.dot_general(
+        gb, _bf16_operand(wb), (((g.ndim - 1,), (1,)), ((), ())), preferred_element_type=jnp.float32
+    )
     k, n = wb.shape
     dw = jax.lax.dot_general(
-        transpose_2d(xb.reshape(-1, k)), gb.reshape(-1, n), (((1,), (0,)), ((), ())), preferred_element_type=jnp.float32
+        _bf16_operand(transpose_2d(xb.reshape(-1, k))),
+        gb.reshape(-1, n),
+        (((1,), (0,)), ((), ())),
+        preferred_element_type=jnp.float32,
     )
     return dx.astype(x_like.dtype), dw.astype(w_like.dtype)
 
@@ -204,9 +213,9 @@ def resolve_block(block: int | None, input_ids: jax.Array, num_heads: int, deter
     if block is not None:
         return block
     b, length = input_ids.shape
-    return attn.attention_block_for_backend(
-        b, length, num_heads, training=not deterministic, low_precision=jnp.dtype(dtype) != jnp.float32
-    )
+    # bf16 dots run as f32 ones on a CPU without bf16 instructions: block as in fp32 there
+    low = jnp.dtype(dtype) != jnp.float32 and not (jnp.dtype(dtype) == jnp.bfloat16 and attn.bf16_dots_in_f32())
+    return attn.attention_block_for_backend(b, length, num_heads, training=not deterministic, low_precision=low)
 
 
 def remat_layer(layer_cls: type[nn.Module], policy: str, static_argnums: tuple[int, ...]) -> type[nn.Module]:

@@ -12,6 +12,13 @@ from relik_jax.core import hlo
 pytestmark = pytest.mark.skipif(jax.default_backend() != "cpu", reason="XLA:CPU's kernels")
 
 
+@pytest.fixture(autouse=True)
+def native_bf16_dots(monkeypatch):
+    """These tests are about YNNPACK's bf16 kernels: keep them on every CPU (on one without bf16 dot
+    instructions the default runs bf16 dots in f32, `core.platform.bf16_dots_in_f32`)."""
+    monkeypatch.setenv("RELIK_JAX_BF16_DOTS", "native")
+
+
 def _census(f, *args):
     return hlo.dot_census(jax.jit(f).lower(*args).compile().as_text())
 
@@ -82,3 +89,30 @@ def test_el_reader_bf16_train_step_backward_is_low_precision_too(fixtures_dir):
     # before the bf16 matmul's own backward: 61 of 89 dots were f32 (every dense layer's gradients)
     assert len(slow) <= TRAIN_SLOW, [(d.lhs, d.kernel, d.op_name) for d in slow]
     assert sum(d.fast for d in hlo.dots(text)) >= 3 * 6 * model.config.encoder.num_layers
+
+
+def test_el_reader_bf16_forward_without_bf16_instructions_runs_f32_dots_of_the_same_values(fixtures_dir, monkeypatch):
+    """`RELIK_JAX_BF16_DOTS=f32` (the default on a CPU without bf16 dot instructions): no bf16 dot is
+    left in the compiled forward, the encoder's dots are YNNPACK's f32 kernels, and the hidden states
+    are the native bf16 path's to f32 summation order (then bf16 rounding)."""
+    from relik_jax.reader.pipeline import ReaderPipeline
+
+    folder = fixtures_dir / "models" / "relik-reader-span-tiny"
+    ids = jnp.asarray(np.random.default_rng(5).integers(1000, 20000, (2, 48)), jnp.int32)
+    dots, feats = {}, {}
+    for mode in ("native", "f32"):
+        monkeypatch.setenv("RELIK_JAX_BF16_DOTS", mode)
+        p = ReaderPipeline.from_pretrained(folder, dtype=jnp.bfloat16)
+        dots[mode] = hlo.dots(p._predict.lower(p.params, _span_batch(), text_length=64).compile().as_text())
+        f = jax.jit(lambda params, ids, m=p.model: m.apply(
+            {"params": params}, ids, jnp.ones_like(ids), jnp.zeros_like(ids), method="features"))  # fmt: skip
+        feats[mode] = np.asarray(f(p.params, ids), np.float32)
+    assert not [d for d in dots["f32"] if "bf16" in (d.lhs, d.rhs)], [
+        (d.lhs, d.kernel, d.op_name) for d in dots["f32"] if "bf16" in (d.lhs, d.rhs)
+    ]
+    layers = p.model.config.encoder.num_layers
+    assert sum(d.kernel == "ynnpack" and d.lhs == "f32" for d in dots["f32"]) >= 8 * layers
+    assert len(dots["f32"]) == len(dots["native"])
+    a, b = feats["f32"].reshape(-1, feats["f32"].shape[-1]), feats["native"].reshape(-1, feats["native"].shape[-1])
+    cos = np.sum(a * b, -1) / (np.linalg.norm(a, axis=-1) * np.linalg.norm(b, axis=-1))
+    assert cos.min() > 0.9999, cos.min()

@@ -4,8 +4,16 @@ transpose for the weight gradient) whose gradients equal JAX's own to bf16 round
 import jax
 import jax.numpy as jnp
 import numpy as np
+import pytest
 
 from relik_jax.encoders import layers
+
+
+@pytest.fixture(autouse=True)
+def native_bf16_dots(monkeypatch):
+    """These tests are about YNNPACK's bf16 kernels: keep them on every CPU (on one without bf16 dot
+    instructions the default runs bf16 dots in f32, `core.platform.bf16_dots_in_f32`)."""
+    monkeypatch.setenv("RELIK_JAX_BF16_DOTS", "native")
 
 
 def _reference(x, w, dtype):
@@ -78,3 +86,29 @@ def test_bf16_layer_kernels_cast_once_leave_the_outputs_bitwise_equal(fixtures_d
     pipe = ReaderPipeline.from_pretrained(folder, dtype=jnp.bfloat16)
     kernel = pipe.params["transformer_model"]["encoder"]["layer_0"]["intermediate"]["dense"]["kernel"]
     assert kernel.dtype == jnp.bfloat16
+
+
+def test_bf16_matmul_as_f32_dots_gives_the_same_values_and_f32_dots(monkeypatch):
+    """On a CPU without bf16 dot instructions the bf16 path rounds its operands to bf16 and runs the
+    dot in f32 (`RELIK_JAX_BF16_DOTS`): the same products and f32 accumulation as YNNPACK's bf16
+    kernel, so values and gradients equal the native bf16 path's to f32 summation order."""
+    from relik_jax.core import hlo
+
+    rng = np.random.default_rng(2)
+    x = jnp.asarray(rng.normal(size=(4, 32, 96)), jnp.float32)
+    w = jnp.asarray(rng.normal(size=(96, 64)) * 0.1, jnp.float32)
+
+    def run(mode):
+        monkeypatch.setenv("RELIK_JAX_BF16_DOTS", mode)
+        f = jax.jit(jax.value_and_grad(lambda x, w: jnp.sum(layers.matmul(x, w, jnp.bfloat16) ** 2), argnums=(0, 1)))
+        return f(x, w), hlo.dots(f.lower(x, w).compile().as_text())
+
+    (v_native, g_native), dots_native = run("native")
+    (v_f32, g_f32), dots_f32 = run("f32")
+    assert {d.lhs for d in dots_f32} == {"f32"} and len(dots_f32) == 3, dots_f32  # forward, dx, dw
+    if jax.default_backend() == "cpu":
+        assert {d.lhs for d in dots_native} == {"bf16"}, dots_native
+    np.testing.assert_allclose(float(v_f32), float(v_native), rtol=1e-5)
+    for a, b in zip(g_f32, g_native):
+        np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=2e-2, atol=1e-3)
+        assert float(jnp.linalg.norm(a - b) / jnp.linalg.norm(b)) < 2e-3
