@@ -45,7 +45,7 @@ def main(argv) -> int:
         row = report.to_json()
         if _FIND.value:
             best, tried = aot.find_max_batch(
-                config, topo, start=report.programs[0].batch, config_name=name, known=report
+                config, topo, start=report.programs[0].batch, config_name=name, known=report, progress=_progress
             )
             steps = ", ".join(f"{b}" + ("" if ok else " (no)") for b, ok, _ in tried)
             print(f"largest global train batch that fits: {best} (compiled: {steps})")
@@ -58,6 +58,11 @@ def main(argv) -> int:
     if _JSON.value:
         Path(_JSON.value).write_text(json.dumps({"environment": _environment(), "reports": rows}, indent=2) + "\n")
     return status
+
+
+def _progress(batch: int, fits: bool, used: int) -> None:
+    print(f"  search: global batch {batch} {'fits' if fits else 'does not fit'} "
+          f"({aot.gib(used)} GiB per chip)", flush=True)  # fmt: skip
 
 
 def _environment() -> dict:

@@ -22,7 +22,7 @@ import os
 import re
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -509,7 +509,13 @@ def compile_config(
 
 
 def find_max_batch(
-    config: Any, topo: Topology, *, start: int | None = None, config_name: str = "", known: Report | None = None
+    config: Any,
+    topo: Topology,
+    *,
+    start: int | None = None,
+    config_name: str = "",
+    known: Report | None = None,
+    progress: Callable[[int, bool, int], None] | None = None,
 ) -> tuple[int, list]:
     """The largest global train batch (a multiple of the data axis) whose step compiles for `topo`.
 
@@ -517,17 +523,21 @@ def find_max_batch(
     bytes per row give an estimate of the largest batch; compiles at the estimate and one row above
     it (then bisecting, or doubling, as they say) settle it. `known`: a report already compiled for
     this config and topology (`compile_config`), whose train step is not compiled again (a
-    paper-scale step takes minutes). Returns (batch, [(batch, fits, bytes)])."""
+    paper-scale step takes minutes). `progress(global batch, fits, bytes)` is called after each
+    compile, so that a search cut short (a host out of memory) leaves what it found. Returns
+    (batch, [(batch, fits, bytes)])."""
     data_axis = topology_mesh(topo, config.mesh.data, config.mesh.model).shape["data"]
     tried: dict[int, tuple[bool, int, int]] = {}
 
-    def record(r: Report) -> None:
+    def record(r: Report, new: bool = True) -> None:
         p = r.programs[0]
         used = p.argument_bytes + p.temp_bytes if p.fits else p.needed_bytes  # what XLA checks against HBM
         tried[p.batch // data_axis] = (p.fits, used, r.param_bytes + r.opt_state_bytes)
+        if progress is not None and new:
+            progress(p.batch, p.fits, used)
 
     if known is not None and known.programs and known.programs[0].batch % data_axis == 0:
-        record(known)
+        record(known, new=False)
 
     def fits(per_chip: int) -> bool:
         if per_chip not in tried:

@@ -153,8 +153,11 @@ def test_find_max_batch_search(monkeypatch):
         aot, "compile_config", lambda *a, **k: compiled.append(k["batch_size"]) or fake_compile(*a, **k)
     )
     first = fake_compile(cfg, topo, batch_size=32, inference=True, config_name="")
-    best, tried = aot.find_max_batch(cfg, topo, start=32, known=first)
+    seen = []
+    best, tried = aot.find_max_batch(cfg, topo, start=32, known=first, progress=lambda *a: seen.append(a))
     assert best == 44 and 32 in [b for b, _, _ in tried] and 32 not in compiled, (tried, compiled)
+    # each new compile is reported as it ends (a search killed midway leaves what it found)
+    assert [b for b, _, _ in seen] == compiled and sorted(seen) == [t for t in tried if t[0] != 32]
 
 
 @pytest.mark.parametrize(("name", "millions"), [("aida_large", 435), ("nyt_large", 435), ("blink_large", 108)])
