@@ -25,6 +25,8 @@ import importlib.metadata
 import os
 import sys
 
+from relik_jax.core.errors import ConfigError
+
 NO_AMX_FLAGS: tuple[str, ...] = ("--xla_cpu_experimental_ynn_fusion_type=-eltwise,-reduce",)
 _MIN_JAXLIB = (0, 10)
 
@@ -73,8 +75,6 @@ def bf16_dots_in_f32() -> bool:
     default) decides by the CPU's flags. Only when tracing for CPU: GPU / TPU keep bf16 dots."""
     mode = os.environ.get(BF16_DOTS_ENV, "auto").strip().lower() or "auto"
     if mode not in BF16_DOT_MODES:
-        from relik_jax.core.errors import ConfigError
-
         raise ConfigError(f"{BF16_DOTS_ENV}={mode!r}: expected one of {', '.join(BF16_DOT_MODES)}")
     if mode == "native" or trace_platform() != "cpu":
         return False
