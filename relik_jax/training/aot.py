@@ -536,7 +536,7 @@ def find_max_batch(
         if progress is not None and new:
             progress(p.batch, p.fits, used)
 
-    if known is not None and known.programs and known.programs[0].batch % data_axis == 0:
+    if known is not None:  # compile_config refused any batch the data axis does not divide
         record(known, new=False)
 
     def fits(per_chip: int) -> bool:
